@@ -1,0 +1,428 @@
+# Copyright (c) talos.linux contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""TalosClient: gRPC to Talos nodes over grpclib, one node per call, fan-out on the client.
+
+Private to the talos.linux collection: it may change in any release. No Ansible import here.
+
+Every call carries exactly one ``node`` metadata value (never ``nodes``, deprecated upstream); endpoints are
+shuffled and a call moves to the next one after a connection error or Unavailable; retries back off
+exponentially with jitter and stay inside the call's deadline; a call that changes a node is retried only
+when it cannot have reached the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+import time
+from dataclasses import dataclass
+
+from grpclib.client import Channel
+from grpclib.config import Configuration
+from grpclib.const import Cardinality
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+
+from ._errors import TalosError, explain_status, short_rpc
+from ._tls import check_client_certificate, make_ssl_context
+from ._version import CAPABILITIES, TalosVersion, supports
+
+# RPCs that change nothing on a node: safe to retry after the request may have arrived.
+READ_ONLY = frozenset({
+    "MachineService/Version", "MachineService/Hostname", "MachineService/Memory", "MachineService/CPUInfo",
+    "MachineService/SystemStat", "MachineService/Mounts", "MachineService/LoadAvg",
+    "MachineService/ServiceList", "MachineService/Events", "MachineService/Read", "MachineService/Kubeconfig",
+    "MachineService/EtcdMemberList", "MachineService/EtcdStatus", "MachineService/EtcdAlarmList",
+    "MachineService/EtcdSnapshot", "MachineService/EtcdDowngradeValidate", "StorageService/Disks",
+    "ClusterService/HealthCheck", "State/Get", "State/List", "State/Watch", "ImageService/List",
+})
+# Node answers that mean "not done, try again shortly" even for a call that changes the node.
+RETRYABLE_DETAILS = ("another apply configuration is already in progress",)
+
+
+@dataclass(frozen=True)
+class RpcMethod:
+    name: str            # "MachineService/Version"
+    path: str            # "/machine.MachineService/Version"
+    request_type: type
+    reply_type: type
+    cardinality: Cardinality
+
+    @property
+    def read_only(self):
+        return self.name in READ_ONLY
+
+
+_METHODS = {}
+
+
+def rpc_method(name):
+    """Look an RPC up by 'Service/Method' (or the full '/package.Service/Method' path)."""
+    if not _METHODS:
+        _load_methods()
+    method = _METHODS.get(short_rpc(name))
+    if method is None:
+        raise ValueError(f"unknown Talos RPC {name!r}")
+    return method
+
+
+def _load_methods():
+    from google.protobuf.message_factory import GetMessageClass
+
+    from ._api.cluster import cluster_pb2
+    from ._api.cosi.v1alpha1 import state_pb2
+    from ._api.machine import image_pb2, lifecycle_pb2, machine_pb2
+    from ._api.storage import storage_pb2
+
+    for module in (machine_pb2, lifecycle_pb2, image_pb2, cluster_pb2, storage_pb2, state_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for m in service.methods:
+                cardinality = Cardinality((m.client_streaming, m.server_streaming))
+                method = RpcMethod(f"{service.name}/{m.name}", f"/{service.full_name}/{m.name}",
+                                   GetMessageClass(m.input_type), GetMessageClass(m.output_type), cardinality)
+                _METHODS[method.name] = method
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries: at most ``attempts`` rounds over the endpoints, never past the call's deadline."""
+
+    attempts: int = 4
+    base_delay: float = 0.2
+    max_delay: float = 2.0
+
+    def delay(self, attempt, rng=random):
+        # full jitter: a random wait up to the exponential cap, so many clients do not retry in step
+        return rng.uniform(0, min(self.max_delay, self.base_delay * (2 ** attempt)))
+
+
+@dataclass
+class NodeResult:
+    """One node's share of a fan-out: a value or the TalosError it ended with."""
+
+    node: str
+    value: object = None
+    error: TalosError | None = None
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+class _NotSent(Exception):
+    """The request never left the client (no connection): any call may be retried elsewhere."""
+
+
+def status_name(status):
+    """grpclib's PERMISSION_DENIED -> PermissionDenied, as Talos and grpc-go print it."""
+    return "OK" if status.name == "OK" else "".join(w.title() for w in status.name.split("_"))
+
+
+class TalosClient:
+    """A connection to one Talos cluster, for the lifetime of one asyncio event loop.
+
+    Build it once per task, use it from coroutines, and close it (or use ``run``), which drops the channels.
+    """
+
+    def __init__(self, settings, *, timeout=30.0, retry=None, concurrency=32, rng=None):
+        self.settings = settings
+        self.timeout = float(timeout)
+        self.retry = retry or RetryPolicy()
+        self.concurrency = concurrency
+        self._rng = rng or random.Random()
+        # Before any dialing: an expired certificate would only earn a bare "bad certificate" from the node.
+        self.certificate = None if settings.insecure else check_client_certificate(settings.crt_pem, settings.context)
+        self._ssl = make_ssl_context(settings)
+        self._config = Configuration(ssl_target_name_override=settings.server_name) if settings.server_name else None
+        self._endpoints = list(settings.endpoints)
+        self._rng.shuffle(self._endpoints)
+        self._channels = {}
+        self._versions = {}
+
+    @property
+    def roles(self):
+        return self.certificate.roles if self.certificate else ()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def run(self, operation):
+        """Run ``await operation(client)`` in a fresh event loop and close the channels afterwards."""
+        async def main():
+            try:
+                return await operation(self)
+            finally:
+                self.close()
+        return asyncio.run(main())
+
+    def close(self):
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+
+    def _channel(self, endpoint):
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = Channel(endpoint.host, endpoint.port, ssl=self._ssl, config=self._config)
+            self._channels[endpoint] = channel
+        return channel
+
+    # --- calls ----------------------------------------------------------------------------------------
+
+    async def call(self, rpc, request=None, *, node=None, timeout=None):
+        """A unary call to one node (``node=None``: the endpoint itself answers)."""
+        method = rpc_method(rpc)
+        request = self._request(method, request)
+
+        async def attempt(stream):
+            await stream.send_message(request, end=True)
+            reply = await stream.recv_message()
+            await stream.recv_trailing_metadata()
+            return reply
+
+        return await self._with_retries(method, node, timeout, attempt)
+
+    async def stream(self, rpc, request=None, *, node=None, timeout=None):
+        """A server stream, yielded message by message as it arrives (never buffered whole).
+
+        Retried like a unary call until the first message arrives; after that a failure ends the stream.
+        """
+        method = rpc_method(rpc)
+        request = self._request(method, request)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        received = 0
+        failures = []
+        for attempt in range(self.retry.attempts):
+            for endpoint in self._endpoint_order():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._deadline_error(method, node, endpoint, timeout, received)
+                try:
+                    async with self._channel(endpoint).request(
+                            method.path, method.cardinality, method.request_type, method.reply_type,
+                            timeout=remaining, metadata=self._metadata(node)) as stream:
+                        await self._send_headers(stream)
+                        await stream.send_message(request, end=True)
+                        while True:
+                            reply = await stream.recv_message()
+                            if reply is None:
+                                break
+                            received += 1
+                            yield reply
+                        await stream.recv_trailing_metadata()
+                    self._prefer(endpoint)
+                    return
+                except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
+                    error = self._failure(exc, method, node, endpoint, timeout, received)
+                    if received or not self._retryable(exc, method, error):
+                        raise error from None
+                    failures.append((endpoint, error))
+            await self._backoff(attempt, deadline)
+        raise self._exhausted(method, node, failures)
+
+    async def send_stream(self, rpc, messages, *, node=None, timeout=None):
+        """A client stream (EtcdRecover): send each message from ``messages`` (sync or async iterable)."""
+        method = rpc_method(rpc)
+
+        async def attempt(stream):
+            if hasattr(messages, "__aiter__"):
+                async for message in messages:
+                    await stream.send_message(message)
+            else:
+                for message in messages:
+                    await stream.send_message(message)
+            await stream.end()
+            reply = await stream.recv_message()
+            await stream.recv_trailing_metadata()
+            return reply
+
+        return await self._with_retries(method, node, timeout, attempt)
+
+    async def fan_out(self, nodes, operation, *, concurrency=None):
+        """Run ``await operation(node)`` for every node concurrently; one NodeResult per node, in order.
+
+        A node that fails or hangs costs its own deadline only; the others finish as fast as they can.
+        """
+        limit = asyncio.Semaphore(concurrency or self.concurrency)
+
+        async def one(node):
+            async with limit:
+                try:
+                    return NodeResult(node, value=await operation(node))
+                except TalosError as exc:
+                    return NodeResult(node, error=exc)
+
+        return list(await asyncio.gather(*(one(node) for node in nodes)))
+
+    # --- versions -------------------------------------------------------------------------------------
+
+    async def version(self, node=None, *, timeout=None):
+        """The node's Version reply (tag, sha, arch, platform, features); remembers the parsed tag."""
+        reply = await self.call("MachineService/Version", node=node, timeout=timeout)
+        info = reply.messages[0]
+        self._versions[node] = TalosVersion.parse(info.version.tag)
+        return info
+
+    async def talos_version(self, node=None):
+        if node not in self._versions:
+            await self.version(node)
+        return self._versions[node]
+
+    async def require(self, node, capability, rpc):
+        """Fail before calling ``rpc`` when the node's Talos version lacks ``capability``."""
+        version = await self.talos_version(node)
+        if not supports(version, capability):
+            raise TalosError(
+                f"{short_rpc(rpc)} is not supported by Talos {version} on node {node}.",
+                code="Unimplemented", node=node, rpc=rpc,
+                hint=f"It needs Talos {CAPABILITIES[capability].lstrip('v')} or newer; upgrade the node first.")
+        return version
+
+    # --- internals ------------------------------------------------------------------------------------
+
+    def _request(self, method, request):
+        if request is None:
+            return method.request_type()
+        if isinstance(request, dict):
+            return method.request_type(**request)
+        return request
+
+    @staticmethod
+    def _metadata(node):
+        return {"node": str(node)} if node else None
+
+    def _endpoint_order(self):
+        return list(self._endpoints)
+
+    def _prefer(self, endpoint):
+        # stay on an endpoint that works, so later calls do not keep paying for a dead one
+        if self._endpoints[0] != endpoint:
+            self._endpoints.remove(endpoint)
+            self._endpoints.insert(0, endpoint)
+
+    @staticmethod
+    async def _send_headers(stream):
+        try:
+            await stream.send_request()
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, ssl.SSLError) or isinstance(exc, asyncio.TimeoutError):
+                raise
+            raise _NotSent() from exc
+
+    async def _with_retries(self, method, node, timeout, attempt):
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        failures = []
+        for round_ in range(self.retry.attempts):
+            for endpoint in self._endpoint_order():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._deadline_error(method, node, endpoint, timeout, 0)
+                try:
+                    async with self._channel(endpoint).request(
+                            method.path, method.cardinality, method.request_type, method.reply_type,
+                            timeout=remaining, metadata=self._metadata(node)) as stream:
+                        await self._send_headers(stream)
+                        reply = await attempt(stream)
+                    self._prefer(endpoint)
+                    return reply
+                except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
+                    error = self._failure(exc, method, node, endpoint, timeout, 0)
+                    if not self._retryable(exc, method, error):
+                        raise error from None
+                    failures.append((endpoint, error))
+                    if error.code != "Unavailable" and not isinstance(exc, _NotSent):
+                        break  # the node answered "try again": same endpoint after the backoff
+            await self._backoff(round_, deadline)
+        raise self._exhausted(method, node, failures)
+
+    def _retryable(self, exc, method, error):
+        if isinstance(exc, _NotSent):
+            return True
+        if isinstance(exc, GRPCError):
+            if any(text in (exc.message or "") for text in RETRYABLE_DETAILS):
+                return True
+            # Unavailable from the endpoint means the call was not served; for a call that changes the node
+            # we cannot be sure it was not started before the connection broke, so only reads retry it.
+            return error.code == "Unavailable" and method.read_only
+        return False
+
+    async def _backoff(self, attempt, deadline):
+        if attempt + 1 >= self.retry.attempts:
+            return
+        await asyncio.sleep(max(0.0, min(self.retry.delay(attempt, self._rng), deadline - time.monotonic())))
+
+    def _exhausted(self, method, node, failures):
+        last = failures[-1][1] if failures else None
+        tried = sorted({str(endpoint) for endpoint, _ in failures})
+        reasons = "; ".join(f"{endpoint}: {error.detail or error.code}" for endpoint, error in failures[-len(tried):])
+        target = f" on node {node}" if node else ""
+        return TalosError(
+            f"{method.name}{target} failed after {len(failures)} attempts over the endpoints {', '.join(tried)}: "
+            f"{reasons}.", code=last.code if last else "Unavailable", node=node,
+            endpoint=last.endpoint if last else None, rpc=method.path, detail=last.detail if last else None,
+            hint="Check that the endpoints are up and reachable on their API port, and that the node is up.")
+
+    def _deadline_error(self, method, node, endpoint, timeout, received):
+        seconds = self.timeout if timeout is None else timeout
+        target = f" on node {node}" if node else ""
+        got = f" after {received} messages" if received else ""
+        return TalosError(f"{method.name}{target} did not finish within its deadline of {seconds:g} s{got}.",
+                          code="DeadlineExceeded", node=node, endpoint=str(endpoint), rpc=method.path,
+                          hint="Raise the timeout if the node is slow, or check that it is healthy.")
+
+    def _failure(self, exc, method, node, endpoint, timeout, received):
+        """Classify anything a call raised into one TalosError that says what happened and what to do."""
+        where = f"{method.name} on node {node}" if node else method.name
+        if isinstance(exc, TalosError):
+            return exc
+        if isinstance(exc, GRPCError):
+            return explain_status(status_name(exc.status), exc.message or "", rpc=method.path, node=node,
+                                  endpoint=str(endpoint), roles=self.roles, version=self._versions.get(node))
+        if isinstance(exc, asyncio.TimeoutError):
+            return self._deadline_error(method, node, endpoint, timeout, received)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            if "mismatch" in (exc.verify_message or ""):
+                return TalosError(
+                    f"{where}: the certificate of endpoint {endpoint} is not valid for the name {endpoint.host}.",
+                    code="TLSError", node=node, endpoint=str(endpoint), rpc=method.path, detail=exc.verify_message,
+                    hint="Connect by a name in the node's certSANs, or set server_name to one (a VIP or DNS name "
+                         "must be listed in machine.certSANs).")
+            return TalosError(
+                f"{where}: the certificate of endpoint {endpoint} is not signed by the CA of context "
+                f"{self.settings.context!r} ({exc.verify_message}).", code="TLSError", node=node,
+                endpoint=str(endpoint), rpc=method.path, detail=exc.verify_message,
+                hint="The talosconfig belongs to another cluster, or its ca field is wrong.")
+        if isinstance(exc, ssl.SSLError) or _refused_certificate(exc):
+            return TalosError(
+                f"{where}: endpoint {endpoint} refused the client certificate of context {self.settings.context!r} "
+                f"({_ssl_reason(exc)}).", code="TLSError", node=node, endpoint=str(endpoint), rpc=method.path,
+                detail=_ssl_reason(exc),
+                hint="The certificate was not issued by this cluster's CA, or lacks the clientAuth key usage.")
+        if isinstance(exc, _NotSent):
+            cause = exc.__cause__
+            reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+            return TalosError(f"{where}: cannot connect to endpoint {endpoint}: {reason}.", code="Unavailable",
+                              node=node, endpoint=str(endpoint), rpc=method.path, detail=reason)
+        if isinstance(exc, (StreamTerminatedError, ProtocolError, ConnectionError, OSError)):
+            got = f" after {received} messages" if received else ""
+            maybe = "" if method.read_only else " The request may or may not have reached the node; check its state."
+            return TalosError(f"{where}: the connection to endpoint {endpoint} was lost{got} ({exc or type(exc).__name__}).{maybe}",
+                              code="Unavailable", node=node, endpoint=str(endpoint), rpc=method.path,
+                              detail=str(exc) or type(exc).__name__)
+        return TalosError(f"{where} failed unexpectedly: {type(exc).__name__}: {exc}", code="Unknown", node=node,
+                          endpoint=str(endpoint), rpc=method.path, detail=str(exc))
+
+
+def _refused_certificate(exc):
+    return "alert" in str(exc) and "certificate" in str(exc)
+
+
+def _ssl_reason(exc):
+    text = getattr(exc, "reason", None) or str(exc)
+    return str(text).replace("_", " ").lower()
