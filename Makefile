@@ -1,0 +1,69 @@
+# Every target creates or reuses its virtual environment, so a fresh clone needs only python3 and make.
+#   make demo    start an emulated Talos cluster and run the main job against it
+#   make test    every test (the contract CI runs)
+#   make bench   the benchmarks; figures go to docs/performance.md
+#   make protos  regenerate plugins/module_utils/_api from protos/
+# PYTHON=python3.13 make test  uses another interpreter (pyenv installs are found too), in its own venv.
+
+PYTHON ?= python3
+# A pyenv shim fails for a version that is installed but not selected: fall back to the install itself.
+PYTHON_BIN := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null || \
+	ls -d $$HOME/.pyenv/versions/*/bin/$(PYTHON) 2>/dev/null | tail -n 1)
+VENV ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(PYTHON))
+PY := $(VENV)/bin/python
+SHARED ?= ../shared
+PYTEST_ARGS ?=
+# The oldest and newest protobuf runtimes requirements.txt admits; the gencode must load on both.
+PROTOBUF_OLDEST ?= 5.29.0
+PROTOBUF_NEWEST ?= 7.36.2
+
+.PHONY: venv demo test test-unit test-emulator test-integration test-protobuf-range check-wire bench protos \
+	protos-from-wire clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON_BIN)" || { echo "cannot find $(PYTHON); install it or set PYTHON=..."; exit 1; }
+	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+demo: venv
+	$(PY) demo/run.py
+
+test: venv check-wire
+	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-protobuf-range
+
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-emulator: venv
+	$(PY) -m pytest tests/emulator_tests $(PYTEST_ARGS)
+
+test-integration: venv
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# Loads the committed gencode on the oldest and newest declared protobuf runtimes (each in its own
+# target directory in front of the venv's), next to googleapis-common-protos, and runs a real call.
+test-protobuf-range: venv
+	$(PY) hack/protobuf_range.py $(PROTOBUF_OLDEST) $(PROTOBUF_NEWEST)
+
+check-wire:
+	@if [ -x $(SHARED)/tools/check-wire ]; then CHECK_WIRE_PYTHON=$(PY) $(SHARED)/tools/check-wire; \
+	else echo "check-wire: $(SHARED)/tools/check-wire not found; skipped (set SHARED=...)"; fi
+
+bench: venv
+	$(PY) -m bench
+
+protos: venv
+	$(PY) hack/gen_api.py
+
+# Rewrites protos/ from the upstream wire facts; run when the RPC subset in the script changes.
+protos-from-wire: venv
+	$(PY) hack/protos_from_wire.py $(SHARED)/reference/talos-wire.json
+	$(MAKE) --no-print-directory protos
+
+clean:
+	rm -rf .venv .venv-* .collections .cache tests/output bench/results
