@@ -1,0 +1,126 @@
+"""Injected faults: failing calls, latency, broken streams, failing image pulls and upgrades.
+
+Tests change faults from their own thread while the emulator's event loop reads them, so every
+access goes through one lock. Rules match on the full RPC path and, optionally, one node address.
+"""
+import dataclasses
+import threading
+
+from grpclib.const import Status
+
+
+@dataclasses.dataclass
+class FailRule:
+    path: str
+    code: Status
+    message: str
+    remaining: int          # < 0: forever
+    node: str = None
+
+
+@dataclasses.dataclass
+class LatencyRule:
+    seconds: float
+    path: str = None
+    node: str = None
+
+
+@dataclasses.dataclass
+class StreamInterruptRule:
+    path: str
+    after_messages: int
+    remaining: int
+    node: str = None
+    code: Status = None      # None: reset the HTTP/2 stream; else end it with this status
+    message: str = "stream interrupted"
+
+
+def _matches(rule, address, path):
+    return (rule.path is None or rule.path == path) and (rule.node is None or rule.node == address)
+
+
+class FaultInjector:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self):
+        with self._lock:
+            self._failures = []
+            self._latencies = []
+            self._interrupts = []
+            self.image_pull_failures = {}     # image ref -> message
+            self.upgrade_failures = {}        # image ref -> installer exit code
+
+    @property
+    def active(self):
+        return bool(self._failures or self._latencies or self._interrupts)
+
+    def fail(self, path, code, count=1, node=None, message=None):
+        rule = FailRule(path, code, message or f"injected failure: {code.name}", count, node)
+        with self._lock:
+            self._failures.append(rule)
+        return rule
+
+    def add_latency(self, seconds, path=None, node=None):
+        with self._lock:
+            self._latencies.append(LatencyRule(seconds, path, node))
+
+    def interrupt_stream(self, path, after_messages, node=None, count=1, code=None, message=None):
+        rule = StreamInterruptRule(path, after_messages, count, node, code, message or "stream interrupted")
+        with self._lock:
+            self._interrupts.append(rule)
+
+    def fail_image_pull(self, image, message=None):
+        with self._lock:
+            self.image_pull_failures[image] = message or f"failed to resolve reference \"{image}\": not found"
+
+    def fail_upgrade(self, image, exit_code=1):
+        with self._lock:
+            self.upgrade_failures[image] = exit_code
+
+    def latency_for(self, address, path):
+        """Total added latency; global, per-node and per-RPC rules add up."""
+        if not self._latencies:
+            return 0.0
+        with self._lock:
+            return sum(rule.seconds for rule in self._latencies if _matches(rule, address, path))
+
+    def take_failure(self, address, path):
+        """The failure to answer this call with (consuming one count), or None."""
+        if not self._failures:
+            return None
+        with self._lock:
+            for rule in self._failures:
+                if _matches(rule, address, path):
+                    if rule.remaining > 0:
+                        rule.remaining -= 1
+                        if rule.remaining == 0:
+                            self._failures.remove(rule)
+                    return rule
+        return None
+
+    def take_stream_interrupt(self, address, path):
+        if not self._interrupts:
+            return None
+        with self._lock:
+            for rule in self._interrupts:
+                if _matches(rule, address, path):
+                    if rule.remaining > 0:
+                        rule.remaining -= 1
+                        if rule.remaining == 0:
+                            self._interrupts.remove(rule)
+                    return rule
+        return None
+
+    def describe(self):
+        with self._lock:
+            return {
+                "failures": [dict(rpc=r.path, code=r.code.name, message=r.message, remaining=r.remaining, node=r.node)
+                             for r in self._failures],
+                "latencies": [dataclasses.asdict(r) for r in self._latencies],
+                "stream_interrupts": [dict(rpc=r.path, after_messages=r.after_messages, remaining=r.remaining,
+                                           node=r.node) for r in self._interrupts],
+                "image_pull_failures": dict(self.image_pull_failures),
+                "upgrade_failures": dict(self.upgrade_failures),
+            }
