@@ -43,15 +43,16 @@ def emulated_cluster(control_planes, workers, version="1.13.5"):
                 process.kill()
 
 
-def emulator_cli(state, *args):
-    subprocess.run([sys.executable, "-m", "tests.emulator", *args, "--state-dir", str(state)], cwd=ROOT,
+def inject_fault(state, *args):
+    """`python -m tests.emulator fault --state-dir STATE ARGS...` against the running cluster."""
+    subprocess.run([sys.executable, "-m", "tests.emulator", "fault", "--state-dir", str(state), *args], cwd=ROOT,
                    check=True, timeout=30, stdout=subprocess.DEVNULL)
 
 
 async def alternate(rounds, **sides):
     """Run each side's coroutine factory once per round, in turn; median seconds per side."""
     times = {name: [] for name in sides}
-    for _ in range(rounds):
+    for _round in range(rounds):
         for name, side in sides.items():
             started = time.perf_counter()
             await side()

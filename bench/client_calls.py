@@ -10,7 +10,7 @@ import asyncio
 
 from grpclib.client import Channel
 
-from bench._harness import alternate, emulated_cluster, emulator_cli, publish
+from bench._harness import alternate, emulated_cluster, inject_fault, publish
 
 CALLS = 1000
 ROUNDS = 5
@@ -36,7 +36,7 @@ def client_overhead():
             channel = Channel(endpoint.host, endpoint.port, ssl=client._ssl)
 
             async def bare():
-                for _ in range(CALLS):
+                for _call in range(CALLS):
                     async with channel.request(method.path, method.cardinality, method.request_type,
                                                method.reply_type, timeout=30, metadata={"node": node}) as stream:
                         await stream.send_message(method.request_type(), end=True)
@@ -44,7 +44,7 @@ def client_overhead():
                         await stream.recv_trailing_metadata()
 
             async def through_client():
-                for _ in range(CALLS):
+                for _call in range(CALLS):
                     await client.call("Version", node=node)
 
             await bare()  # warm both connections and the emulator before timing
@@ -64,7 +64,7 @@ def client_overhead():
 def fan_out():
     nodes = 50
     with emulated_cluster(control_planes=1, workers=nodes - 1) as state:
-        emulator_cli(state, "fault", "latency", "--seconds", "0.01")
+        inject_fault(state, "latency", "--seconds", "0.01")
         client = load_client(state)
         addresses = client.settings.nodes
         assert len(addresses) == nodes, addresses

@@ -14,20 +14,28 @@ when it cannot have reached the node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
 import time
 from dataclasses import dataclass
 
-from grpclib.client import Channel
-from grpclib.config import Configuration
-from grpclib.const import Cardinality
-from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+try:
+    from grpclib.client import Channel
+    from grpclib.config import Configuration
+    from grpclib.const import Cardinality
+    from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+except ImportError as exc:  # reported by the doors as a missing requirement, with this traceback
+    GRPCLIB_IMPORT_ERROR = exc
+    Channel = object
+else:
+    GRPCLIB_IMPORT_ERROR = None
 
 from ._errors import TalosError, explain_status, short_rpc
 from ._tls import check_client_certificate, make_ssl_context
 from ._version import CAPABILITIES, TalosVersion, supports
 
+VERSION = "MachineService/Version"
 # RPCs that change nothing on a node: safe to retry after the request may have arrived.
 READ_ONLY = frozenset({
     "MachineService/Version", "MachineService/Hostname", "MachineService/Memory", "MachineService/CPUInfo",
@@ -114,6 +122,83 @@ class _NotSent(Exception):
     """The request never left the client (no connection): any call may be retried elsewhere."""
 
 
+class _Tries:
+    """The endpoints one call may try, in order, with a backoff between rounds and one deadline over all.
+
+    ``next()`` gives the next endpoint and the time left, or raises the final TalosError once the rounds or
+    the deadline run out; ``failed()`` raises at once what must not be retried.
+    """
+
+    def __init__(self, client, method, node, timeout):
+        self.client, self.method, self.node = client, method, node
+        self.timeout = client.timeout if timeout is None else timeout
+        self.deadline = time.monotonic() + self.timeout
+        self.failures = []
+        self.round = 0
+        self.queue = client._endpoint_order()
+
+    async def next(self):
+        if not self.queue:
+            self.round += 1
+            if self.round >= self.client.retry.attempts:
+                raise self.client._exhausted(self.method, self.node, self.failures)
+            pause = self.client.retry.delay(self.round - 1, self.client._rng)
+            await asyncio.sleep(max(0.0, min(pause, self.deadline - time.monotonic())))
+            self.queue = self.client._endpoint_order()
+        endpoint = self.queue.pop(0)
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise self.client._deadline_error(self.method, self.node, endpoint, self.timeout, 0)
+        return endpoint, remaining
+
+    async def failed(self, endpoint, exc, received=0):
+        client = self.client
+        error = client._failure(exc, self.method, self.node, endpoint, self.timeout, received)
+        if error.code == "Unimplemented" and self.node not in client._versions and self.method.name != VERSION:
+            # "unknown service" alone does not tell the user why: name the node's Talos version
+            with contextlib.suppress(TalosError):
+                await client.version(self.node, timeout=max(0.1, min(5.0, self.deadline - time.monotonic())))
+                error = client._failure(exc, self.method, self.node, endpoint, self.timeout, received)
+        if received or not client._retryable(exc, self.method, error):
+            raise error from None
+        self.failures.append((endpoint, error))
+        if error.code != "Unavailable" and not isinstance(exc, _NotSent):
+            self.queue = []  # the node said "try again shortly": back off, then start over
+
+
+class _Channel(Channel):
+    """grpclib's Channel, remembering how its last connection ended, which grpclib itself forgets.
+
+    Under TLS 1.3 a node checks the client certificate after the client considers the handshake done, so
+    a refused certificate shows up only as a connection lost before the node said anything over HTTP/2
+    (a server speaks first, with its settings frame); ``refused_at_tls`` tells that case apart.
+    """
+
+    lost_reason = None
+    answered = False
+
+    def _protocol_factory(self):
+        protocol = super()._protocol_factory()
+        self.lost_reason, self.answered = None, False
+        on_data, on_lost = protocol.data_received, protocol.connection_lost
+
+        def first_data(data):
+            self.answered = True
+            protocol.data_received = on_data  # only the first chunk is watched
+            on_data(data)
+
+        def connection_lost(exc):
+            self.lost_reason = exc
+            on_lost(exc)
+
+        protocol.data_received, protocol.connection_lost = first_data, connection_lost
+        return protocol
+
+    @property
+    def refused_at_tls(self):
+        return self.lost_reason is not None and not self.answered
+
+
 def status_name(status):
     """grpclib's PERMISSION_DENIED -> PermissionDenied, as Talos and grpc-go print it."""
     return "OK" if status.name == "OK" else "".join(w.title() for w in status.name.split("_"))
@@ -126,6 +211,8 @@ class TalosClient:
     """
 
     def __init__(self, settings, *, timeout=30.0, retry=None, concurrency=32, rng=None):
+        if GRPCLIB_IMPORT_ERROR is not None:
+            raise GRPCLIB_IMPORT_ERROR
         self.settings = settings
         self.timeout = float(timeout)
         self.retry = retry or RetryPolicy()
@@ -169,7 +256,7 @@ class TalosClient:
     def _channel(self, endpoint):
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = Channel(endpoint.host, endpoint.port, ssl=self._ssl, config=self._config)
+            channel = _Channel(endpoint.host, endpoint.port, ssl=self._ssl, config=self._config)
             self._channels[endpoint] = channel
         return channel
 
@@ -195,36 +282,25 @@ class TalosClient:
         """
         method = rpc_method(rpc)
         request = self._request(method, request)
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        tries = _Tries(self, method, node, timeout)
         received = 0
-        failures = []
-        for attempt in range(self.retry.attempts):
-            for endpoint in self._endpoint_order():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise self._deadline_error(method, node, endpoint, timeout, received)
-                try:
-                    async with self._channel(endpoint).request(
-                            method.path, method.cardinality, method.request_type, method.reply_type,
-                            timeout=remaining, metadata=self._metadata(node)) as stream:
-                        await self._send_headers(stream)
-                        await stream.send_message(request, end=True)
-                        while True:
-                            reply = await stream.recv_message()
-                            if reply is None:
-                                break
-                            received += 1
-                            yield reply
-                        await stream.recv_trailing_metadata()
-                    self._prefer(endpoint)
-                    return
-                except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
-                    error = self._failure(exc, method, node, endpoint, timeout, received)
-                    if received or not self._retryable(exc, method, error):
-                        raise error from None
-                    failures.append((endpoint, error))
-            await self._backoff(attempt, deadline)
-        raise self._exhausted(method, node, failures)
+        while True:
+            endpoint, remaining = await tries.next()
+            try:
+                async with self._open(endpoint, method, node, remaining) as stream:
+                    await stream.send_message(request, end=True)
+                    while True:
+                        reply = await stream.recv_message()
+                        if reply is None:
+                            break
+                        received += 1
+                        yield reply
+                    await stream.recv_trailing_metadata()
+            except Exception as exc:  # noqa: BLE001 - classified by tries.failed, never swallowed
+                await tries.failed(endpoint, exc, received)
+                continue
+            self._prefer(endpoint)
+            return
 
     async def send_stream(self, rpc, messages, *, node=None, timeout=None):
         """A client stream (EtcdRecover): send each message from ``messages`` (sync or async iterable)."""
@@ -264,7 +340,7 @@ class TalosClient:
 
     async def version(self, node=None, *, timeout=None):
         """The node's Version reply (tag, sha, arch, platform, features); remembers the parsed tag."""
-        reply = await self.call("MachineService/Version", node=node, timeout=timeout)
+        reply = await self.call(VERSION, node=node, timeout=timeout)
         info = reply.messages[0]
         self._versions[node] = TalosVersion.parse(info.version.tag)
         return info
@@ -306,60 +382,46 @@ class TalosClient:
             self._endpoints.remove(endpoint)
             self._endpoints.insert(0, endpoint)
 
-    @staticmethod
-    async def _send_headers(stream):
-        try:
-            await stream.send_request()
-        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
-            if isinstance(exc, ssl.SSLError) or isinstance(exc, asyncio.TimeoutError):
+    @contextlib.asynccontextmanager
+    async def _open(self, endpoint, method, node, remaining):
+        """A gRPC stream to ``endpoint`` whose request headers are sent: the connection is up."""
+        async with self._channel(endpoint).request(
+                method.path, method.cardinality, method.request_type, method.reply_type,
+                timeout=remaining, metadata=self._metadata(node)) as stream:
+            try:
+                await stream.send_request()
+            except (ssl.SSLError, TimeoutError):
                 raise
-            raise _NotSent() from exc
+            except OSError as exc:
+                raise _NotSent() from exc
+            yield stream
 
     async def _with_retries(self, method, node, timeout, attempt):
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        failures = []
-        for round_ in range(self.retry.attempts):
-            for endpoint in self._endpoint_order():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise self._deadline_error(method, node, endpoint, timeout, 0)
-                try:
-                    async with self._channel(endpoint).request(
-                            method.path, method.cardinality, method.request_type, method.reply_type,
-                            timeout=remaining, metadata=self._metadata(node)) as stream:
-                        await self._send_headers(stream)
-                        reply = await attempt(stream)
-                    self._prefer(endpoint)
-                    return reply
-                except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
-                    error = self._failure(exc, method, node, endpoint, timeout, 0)
-                    if not self._retryable(exc, method, error):
-                        raise error from None
-                    failures.append((endpoint, error))
-                    if error.code != "Unavailable" and not isinstance(exc, _NotSent):
-                        break  # the node answered "try again": same endpoint after the backoff
-            await self._backoff(round_, deadline)
-        raise self._exhausted(method, node, failures)
+        tries = _Tries(self, method, node, timeout)
+        while True:
+            endpoint, remaining = await tries.next()
+            try:
+                async with self._open(endpoint, method, node, remaining) as stream:
+                    reply = await attempt(stream)
+            except Exception as exc:  # noqa: BLE001 - classified by tries.failed, never swallowed
+                await tries.failed(endpoint, exc)
+                continue
+            self._prefer(endpoint)
+            return reply
 
-    def _retryable(self, exc, method, error):
+    @staticmethod
+    def _retryable(exc, method, error):
         if isinstance(exc, _NotSent):
             return True
-        if isinstance(exc, GRPCError):
-            if any(text in (exc.message or "") for text in RETRYABLE_DETAILS):
-                return True
-            # Unavailable from the endpoint means the call was not served; for a call that changes the node
-            # we cannot be sure it was not started before the connection broke, so only reads retry it.
-            return error.code == "Unavailable" and method.read_only
-        return False
-
-    async def _backoff(self, attempt, deadline):
-        if attempt + 1 >= self.retry.attempts:
-            return
-        await asyncio.sleep(max(0.0, min(self.retry.delay(attempt, self._rng), deadline - time.monotonic())))
+        if error.code == "Unavailable":
+            # Unavailable or a lost connection: a read is simply asked again; a call that changes the node
+            # may already have started there, so it is not sent twice.
+            return method.read_only
+        return isinstance(exc, GRPCError) and any(text in (exc.message or "") for text in RETRYABLE_DETAILS)
 
     def _exhausted(self, method, node, failures):
         last = failures[-1][1] if failures else None
-        tried = sorted({str(endpoint) for endpoint, _ in failures})
+        tried = sorted({str(endpoint) for endpoint, _error in failures})
         reasons = "; ".join(f"{endpoint}: {error.detail or error.code}" for endpoint, error in failures[-len(tried):])
         target = f" on node {node}" if node else ""
         return TalosError(
@@ -371,7 +433,7 @@ class TalosClient:
     def _deadline_error(self, method, node, endpoint, timeout, received):
         seconds = self.timeout if timeout is None else timeout
         target = f" on node {node}" if node else ""
-        got = f" after {received} messages" if received else ""
+        got = _after(received)
         return TalosError(f"{method.name}{target} did not finish within its deadline of {seconds:g} s{got}.",
                           code="DeadlineExceeded", node=node, endpoint=str(endpoint), rpc=method.path,
                           hint="Raise the timeout if the node is slow, or check that it is healthy.")
@@ -398,7 +460,11 @@ class TalosClient:
                 f"{self.settings.context!r} ({exc.verify_message}).", code="TLSError", node=node,
                 endpoint=str(endpoint), rpc=method.path, detail=exc.verify_message,
                 hint="The talosconfig belongs to another cluster, or its ca field is wrong.")
-        if isinstance(exc, ssl.SSLError) or _refused_certificate(exc):
+        channel = self._channels.get(endpoint)
+        if isinstance(exc, (StreamTerminatedError, ConnectionError)) and channel and channel.refused_at_tls:
+            exc = channel.lost_reason if isinstance(channel.lost_reason, ssl.SSLError) else ssl.SSLError(
+                "the connection was closed after the TLS handshake, before the node answered")
+        if isinstance(exc, ssl.SSLError):
             return TalosError(
                 f"{where}: endpoint {endpoint} refused the client certificate of context {self.settings.context!r} "
                 f"({_ssl_reason(exc)}).", code="TLSError", node=node, endpoint=str(endpoint), rpc=method.path,
@@ -410,7 +476,7 @@ class TalosClient:
             return TalosError(f"{where}: cannot connect to endpoint {endpoint}: {reason}.", code="Unavailable",
                               node=node, endpoint=str(endpoint), rpc=method.path, detail=reason)
         if isinstance(exc, (StreamTerminatedError, ProtocolError, ConnectionError, OSError)):
-            got = f" after {received} messages" if received else ""
+            got = _after(received)
             maybe = "" if method.read_only else " The request may or may not have reached the node; check its state."
             return TalosError(f"{where}: the connection to endpoint {endpoint} was lost{got} ({exc or type(exc).__name__}).{maybe}",
                               code="Unavailable", node=node, endpoint=str(endpoint), rpc=method.path,
@@ -419,8 +485,8 @@ class TalosClient:
                           endpoint=str(endpoint), rpc=method.path, detail=str(exc))
 
 
-def _refused_certificate(exc):
-    return "alert" in str(exc) and "certificate" in str(exc)
+def _after(received):
+    return f" after {received} message{'s' if received != 1 else ''}" if received else ""
 
 
 def _ssl_reason(exc):

@@ -32,7 +32,7 @@ ALLOWED_ROLES = {
 
 def short_rpc(rpc):
     """'/machine.MachineService/Version' -> 'MachineService/Version'; a bare method is a MachineService one."""
-    service, _, method = rpc.strip("/").rpartition("/")
+    service, _slash, method = rpc.strip("/").rpartition("/")
     if not service:
         return f"MachineService/{method}"
     return f"{service.rsplit('.', 1)[-1]}/{method}"

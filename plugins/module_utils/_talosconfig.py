@@ -77,10 +77,10 @@ def parse_endpoint(value):
     except ValueError:
         pass
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, _bracket, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
     else:
-        host, _, port = text.partition(":")
+        host, _colon, port = text.partition(":")
     if not port:
         return Endpoint(host)
     if not port.isdigit() or not 0 < int(port) < 65536:

@@ -2,7 +2,7 @@
 
 import asyncio
 import base64
-import ssl
+import re
 import time
 
 import pytest
@@ -80,7 +80,7 @@ def test_failover_when_the_first_endpoint_is_down(cluster):
     first, second = cluster.control_planes[:2]
     cluster.take_down(first)
     client = client_for(cluster, endpoints=[first, second])
-    client._endpoints = [ep for ep in client.settings.endpoints]  # first endpoint first, deterministically
+    client._endpoints = list(client.settings.endpoints)  # first endpoint first, deterministically
     reply = run(client, lambda c: c.version(cluster.workers[0]))
     assert reply.version.tag == "v1.13.5"
     assert str(client._endpoints[0]).startswith(second), "the working endpoint is preferred afterwards"
@@ -252,9 +252,8 @@ def test_unimplemented_on_an_older_version(emulated_cluster):
     old = cluster.workers[0]
     client = client_for(cluster)
 
-    async def consume(c):
-        await c.version(old)
-        async for _ in c.stream("LifecycleService/Upgrade", {"source": {"image_name": "x"}}, node=old):
+    async def consume(c):  # no Version call first: the client asks for it to explain the refusal
+        async for _progress in c.stream("LifecycleService/Upgrade", {"source": {"image_name": "x"}}, node=old):
             pass
 
     with pytest.raises(TalosError) as err:
@@ -295,13 +294,15 @@ def test_interrupted_stream_is_a_clear_error(emulated_cluster):
 
     async def snapshot(c):
         got = 0
-        async for _ in c.stream("EtcdSnapshot", node=node):
+        async for _chunk in c.stream("EtcdSnapshot", node=node):
             got += 1
         return got
 
     with pytest.raises(TalosError) as err:
         run(client_for(cluster), snapshot)
-    assert "EtcdSnapshot" in str(err.value) and "after 2 messages" in str(err.value)
+    # the node sent 2 messages and reset the stream; HTTP/2 may drop what was in flight with the reset
+    assert "EtcdSnapshot" in str(err.value) and re.search(r"was lost after [12] messages?", str(err.value))
+    assert err.value.code == "Unavailable"
 
 
 def test_client_stream_recover_upload(emulated_cluster):
@@ -354,3 +355,15 @@ def test_no_secret_in_any_error_text(cluster, capsys):
     for text in errors + [printed.out, printed.err]:
         for secret in secrets:
             assert secret not in text
+
+
+def test_a_read_stream_broken_before_its_first_message_is_retried(emulated_cluster):
+    cluster = emulated_cluster(control_planes=1, workers=0, snapshot_size=1 << 20)
+    node = cluster.control_planes[0]
+    cluster.interrupt_stream("EtcdSnapshot", after_messages=0, node=node)
+
+    async def snapshot(c):
+        return sum([len(chunk.bytes) async for chunk in c.stream("EtcdSnapshot", node=node)])
+
+    assert run(client_for(cluster), snapshot) % 512 == 32
+    assert cluster.calls[(node, "/machine.MachineService/EtcdSnapshot")] == 2

@@ -160,8 +160,8 @@ def test_ssl_context_loads_ed25519_and_leaves_no_key_file(write_talosconfig, tmp
     settings = load_settings(talosconfig=str(write_talosconfig()))
     ctx = make_ssl_context(settings)
     assert ctx.check_hostname and ctx.verify_mode.name == "CERT_REQUIRED"
-    assert created and all(mode == stat.S_IRUSR | stat.S_IWUSR for _, mode in created)
-    assert not any(os.path.exists(path) for path, _ in created)
+    assert created and all(mode == stat.S_IRUSR | stat.S_IWUSR for _path, mode in created)
+    assert not any(os.path.exists(path) for path, _mode in created)
     assert list(tmp_path.glob("talos-tls-*")) == []
 
 
@@ -180,8 +180,8 @@ def test_mismatched_key_is_a_clear_error(write_talosconfig, pki):
 def test_expired_certificate_is_refused_before_dialing(write_talosconfig, pki):
     from ansible_collections.talos.linux.plugins.module_utils._client import TalosClient
 
-    path = write_talosconfig({"prod": {"endpoints": ["192.0.2.1"],
-                                        "crt": base64.b64encode(pki["expired_crt"]).decode()}})
+    expired = base64.b64encode(pki["expired_crt"]).decode()
+    path = write_talosconfig({"prod": {"endpoints": ["192.0.2.1"], "crt": expired}})
     with pytest.raises(ConfigError) as err:
         TalosClient(load_settings(talosconfig=str(path)))
     assert "context 'prod' expired on 2025-03-04 05:06:07 UTC" in str(err.value)
