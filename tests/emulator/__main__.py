@@ -101,7 +101,7 @@ def run_up(args):
     state_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda *_signal_args: stop.set())
     cluster = EmulatedCluster(
         control_planes=args.control_planes, workers=args.workers, talos_version=args.talos_version,
         state_dir=state_dir, node_versions=dict(args.node_version), reboot_seconds=args.reboot_seconds,

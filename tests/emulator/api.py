@@ -1,7 +1,7 @@
 """The Talos API surface: every service and RPC declared in protos/, read from the generated descriptors."""
 import dataclasses
 
-from google.protobuf import empty_pb2, message_factory  # noqa: F401  (registers google.protobuf.Empty)
+from google.protobuf import empty_pb2, message_factory
 from grpclib.const import Cardinality
 
 from ansible_collections.talos.linux.plugins.module_utils._api.cluster import cluster_pb2
@@ -17,6 +17,8 @@ __all__ = [
     "status_pb2", "image_pb2", "lifecycle_pb2", "machine_pb2", "config_pb2", "storage_pb2",
 ]
 
+# Imported only for its side effect: loading empty_pb2 registers google.protobuf.Empty in the default pool.
+_WELL_KNOWN_TYPE_MODULES = (empty_pb2,)
 _PROTO_MODULES = (machine_pb2, lifecycle_pb2, image_pb2, cluster_pb2, storage_pb2, state_pb2)
 
 

@@ -11,11 +11,13 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from multidict import MultiDict
 
-from . import rbac, routing, rpcs  # noqa: F401  (importing rpcs registers the implementations)
+from . import rbac, routing, rpcs
 from .api import status_pb2
 from .rpcs.base import HANDLERS, Call, available_since
 from .tls import roles_from_peer_certificate
 
+# Imported for its side effect: importing the rpcs package registers every implementation in HANDLERS.
+_IMPLEMENTATIONS = rpcs
 BACKEND_GONE = "error reading from server: EOF"
 # The ≤ v1.12 maintenance service implemented only these; everything else was Unimplemented.
 MAINTENANCE_SERVICE_METHODS = frozenset({
@@ -228,7 +230,7 @@ class Dispatcher:
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
-                finished, _ = await asyncio.wait({getter, done}, return_when=asyncio.FIRST_COMPLETED)
+                finished, _pending = await asyncio.wait({getter, done}, return_when=asyncio.FIRST_COMPLETED)
                 if getter in finished:
                     await stream.send_message(getter.result())
                     continue

@@ -33,8 +33,8 @@ class ConfigError(ValueError):
 
 def _token(length_a=6, length_b=16):
     alphabet = string.ascii_lowercase + string.digits
-    return "".join(_secrets.choice(alphabet) for _ in range(length_a)) + "." + \
-        "".join(_secrets.choice(alphabet) for _ in range(length_b))
+    return "".join(_secrets.choice(alphabet) for _index in range(length_a)) + "." + \
+        "".join(_secrets.choice(alphabet) for _index in range(length_b))
 
 
 def _b64(data):

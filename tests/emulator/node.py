@@ -79,7 +79,7 @@ def seed_images(version):
 
 def _node_id():
     alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(43))
+    return "".join(secrets.choice(alphabet) for _index in range(43))
 
 
 class Node:

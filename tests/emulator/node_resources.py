@@ -184,4 +184,3 @@ _RESOURCE_DEFINITIONS = {
     }) for t in RESOURCE_TYPES.values()
 }
 _NAMESPACE_RESOURCES = {name: ResourceSpec({"description": text}) for name, text in NAMESPACES.items()}
-

@@ -148,7 +148,7 @@ class ResourceStore:
         return self._items.get((namespace, type_), {}).get(id_)
 
     def list(self, namespace, type_):
-        return [item for _, item in sorted(self._items.get((namespace, type_), {}).items())]
+        return [item for _key, item in sorted(self._items.get((namespace, type_), {}).items())]
 
     def history(self, namespace, type_):
         return list(self._history.get((namespace, type_), ()))

@@ -29,7 +29,7 @@ def allocate_address_block(count, attempts=64):
     Returns the prefix and the bound listening sockets, so no other cluster can take them meanwhile.
     """
     rng = random.SystemRandom()
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         prefix = f"127.{rng.randint(1, 254)}.{rng.randint(0, 255)}"
         sockets = []
         try:

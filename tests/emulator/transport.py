@@ -95,7 +95,7 @@ class _NodeServicer:
         return mapping
 
     def unknown_method(self, path):
-        service, _, name = path.lstrip("/").rpartition("/")
+        service, _sep, name = path.lstrip("/").rpartition("/")
         known_services = {method.service for method in METHODS.values()}
         message = (f"unknown method {name} for service {service}" if service in known_services
                    else f"unknown service {service}")

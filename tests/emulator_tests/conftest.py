@@ -4,7 +4,7 @@ import asyncio
 import pytest
 from grpclib.exceptions import GRPCError
 
-from tests.emulator.pytest_plugin import emulated_cluster  # noqa: F401  (the fixture under test)
+from tests.emulator.pytest_plugin import emulated_cluster  # noqa: F401  # pylint: disable=unused-import  # the fixture under test
 from tests.emulator_tests.talos_client import TalosTestClient, client_ssl_context, load_talosconfig
 
 

@@ -20,7 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 def _cli(*args, timeout=20):
     return subprocess.run([sys.executable, "-m", "tests.emulator", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def test_cli_up_status_fault_calls_down(tmp_path):
@@ -102,7 +102,7 @@ def test_thousand_sequential_version_calls(cluster, admin):
         client = TalosTestClient(cluster.control_planes[0], admin.context)
         try:
             started = time.monotonic()
-            for _ in range(1000):
+            for _index in range(1000):
                 await client.call("Version")
             return time.monotonic() - started
         finally:

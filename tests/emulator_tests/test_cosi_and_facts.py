@@ -31,9 +31,9 @@ def test_members_list_every_node(cluster):
 def test_facts_resources(cluster, admin):
     node = cluster.workers[0]
     status = admin("Get", state_pb2.GetRequest(namespace="runtime", type="MachineStatuses.runtime.talos.dev",
-                                              id="machine"), node=node).resource
+                                               id="machine"), node=node).resource
     assert yaml.safe_load(status.spec.yaml_spec) == {"stage": "running", "status": {"ready": True,
-                                                                                   "unmetConditions": []}}
+                                                                                    "unmetConditions": []}}
     addresses = _list(admin, "network", "AddressStatuses.net.talos.dev", node=node)
     assert any(yaml.safe_load(r.spec.yaml_spec)["address"] == f"{node}/24" for r in addresses)
     disks = {r.metadata.id: yaml.safe_load(r.spec.yaml_spec) for r in _list(admin, "runtime", "Disks.block.talos.dev")}
@@ -41,7 +41,7 @@ def test_facts_resources(cluster, admin):
     links = _list(admin, "network", "LinkStatuses.net.talos.dev")
     assert "operationalState" in yaml.safe_load(links[0].spec.yaml_spec)
     error = admin.error("Get", state_pb2.GetRequest(namespace="runtime", type="MachineStatuses.runtime.talos.dev",
-                                                   id="nope"))
+                                                    id="nope"))
     assert error.status == Status.NOT_FOUND
 
 
@@ -93,7 +93,7 @@ def test_watch_bootstraps_then_reports_updates(cluster, admin):
                                               state_pb2.WatchRequest, state_pb2.WatchResponse, timeout=10,
                                               metadata=[("node", target)]) as stream:
                 await stream.send_message(request, end=True)
-                for _ in range(2):
+                for _index in range(2):
                     received.append(await stream.recv_message())
                 rebooting = asyncio.get_running_loop().run_in_executor(None, cluster.reboot, target, 0.05)
                 async for message in stream:

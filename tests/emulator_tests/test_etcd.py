@@ -57,7 +57,7 @@ def test_snapshot_can_break_mid_stream(emulated_cluster):
             async with client.channel.request("/machine.MachineService/EtcdSnapshot", Cardinality.UNARY_STREAM,
                                               machine_pb2.EtcdSnapshotRequest, common_pb2.Data, timeout=10) as stream:
                 await stream.send_message(machine_pb2.EtcdSnapshotRequest(), end=True)
-                async for _ in stream:
+                async for _message in stream:
                     received += 1
         except StreamTerminatedError:
             return received, "reset"

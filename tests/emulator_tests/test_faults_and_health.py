@@ -12,7 +12,7 @@ VERSION = "/machine.MachineService/Version"
 
 def test_fail_next_calls_then_recover(cluster, admin):
     cluster.fail("Version", code=Status.UNAVAILABLE, count=2, message="try again")
-    for _ in range(2):
+    for _attempt in range(2):
         error = admin.error("Version")
         assert (error.status, error.message) == (Status.UNAVAILABLE, "try again")
     assert admin("Version").messages[0].version.tag == "v1.13.5"

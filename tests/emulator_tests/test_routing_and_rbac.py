@@ -63,7 +63,7 @@ def test_nodes_fan_out_aggregates_and_reports_errors_inline(cluster, admin):
     assert by_target[down].metadata.status.code == Status.UNAVAILABLE.value
     assert by_target[down].metadata.error
     error = admin.error("Get", state_pb2.GetRequest(namespace="runtime", type="MachineStatuses.runtime.talos.dev",
-                                                   id="machine"), metadata=[("nodes", targets[0])])
+                                                    id="machine"), metadata=[("nodes", targets[0])])
     assert error.status == Status.INVALID_ARGUMENT
 
 

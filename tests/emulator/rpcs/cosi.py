@@ -82,6 +82,12 @@ def _filter(label_queries, id_query):
     return matches
 
 
+def _id_filter(resource_id):
+    def matches(stored):
+        return stored.id == resource_id
+    return matches
+
+
 @rpc(S, "List")
 async def list_(call, request):
     _check_access(call, request.namespace, request.type)
@@ -117,7 +123,7 @@ async def watch(call, request):
     queue = store.subscribe(request.namespace, request.type)
     try:
         if request.id:
-            matches = lambda stored: stored.id == request.id  # noqa: E731
+            matches = _id_filter(request.id)
             current = store.get(request.namespace, request.type, request.id)
             if options.tail_events > 0:
                 history = [e for e in store.history(request.namespace, request.type)

@@ -54,7 +54,7 @@ async def cpu_info(call, request):
 async def system_stat(call, request):
     uptime = max(time.time() - call.node.boot_time, 0.0)
     per_cpu = [machine_pb2.CPUStat(user=uptime * 0.05, system=uptime * 0.02, idle=uptime * 0.9, iowait=0.3)
-               for _ in range(hardware.CPU_COUNT)]
+               for _index in range(hardware.CPU_COUNT)]
     total = machine_pb2.CPUStat(user=sum(c.user for c in per_cpu), system=sum(c.system for c in per_cpu),
                                 idle=sum(c.idle for c in per_cpu), iowait=sum(c.iowait for c in per_cpu))
     return machine_pb2.SystemStatResponse(messages=[machine_pb2.SystemStat(

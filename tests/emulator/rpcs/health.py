@@ -38,7 +38,7 @@ def check_etcd_healthy(cluster, control_planes, workers):
 
 
 def check_etcd_members_consistent(cluster, control_planes, workers):
-    expected = sorted(node.hostname for _, node in _nodes(cluster, control_planes) if node is not None)
+    expected = sorted(node.hostname for _address, node in _nodes(cluster, control_planes) if node is not None)
     actual = sorted(m.hostname for m in cluster.etcd.members.values())
     if expected != actual:
         return f"etcd members {json.dumps(actual)} do not match control plane nodes {json.dumps(expected)}"

@@ -27,7 +27,7 @@ def service_info(service):
 
 @rpc(M, "ServiceList")
 async def service_list(call, request):
-    services = [service_info(s) for _, s in sorted(call.node.services.items())]
+    services = [service_info(s) for _name, s in sorted(call.node.services.items())]
     return machine_pb2.ServiceListResponse(messages=[machine_pb2.ServiceList(services=services)])
 
 
