@@ -1,0 +1,62 @@
+# Copyright (c) talos.linux contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: controller
+short_description: Run tasks for a Talos node on the Ansible controller
+version_added: 0.1.0
+author: talos.linux contributors
+description:
+  - Talos nodes have no shell, no SSH and no Python; every talos.linux module runs on the controller and
+    talks to the node over the Talos API. This connection runs tasks on the controller exactly like
+    M(ansible.builtin.local) does, and also tells module processes which Talos node the host is.
+  - The M(talos.linux.talosconfig) inventory sets it for every host, so that C(gather_facts) (which runs
+    M(talos.linux.talos_facts) as a module process) reaches the right node without any task arguments.
+  - Module options given in the task or in C(module_defaults) always win over these host variables.
+extends_documentation_fragment: []
+options:
+  talos_node:
+    description: The address of the node the host is, sent as C(node) metadata with every call.
+    type: str
+    vars:
+      - name: talos_node
+  talos_endpoints:
+    description: The endpoints (control-plane API addresses) to reach the node through.
+    type: list
+    elements: str
+    vars:
+      - name: talos_endpoints
+  talos_context:
+    description: The talosconfig context.
+    type: str
+    vars:
+      - name: talos_context
+  talos_config_path:
+    description: The talosconfig file.
+    type: path
+    vars:
+      - name: talos_config_path
+"""
+
+import os
+
+from ansible.plugins.connection.local import Connection as LocalConnection
+
+from ansible_collections.talos.linux.plugins.module_utils._options import HOST_VAR_OPTIONS, OPTION_ENVIRONMENT
+
+
+class Connection(LocalConnection):
+    """ansible.builtin.local, plus the host's talos_* variables in the environment of module processes."""
+
+    transport = "talos.linux.controller"
+
+    def exec_command(self, cmd, in_data=None, sudoable=True):
+        # The worker process runs one task for one host, so its environment is this host's alone.
+        for host_var, option in HOST_VAR_OPTIONS.items():
+            value = self.get_option(host_var)
+            if value is not None:
+                os.environ[OPTION_ENVIRONMENT[option]] = ",".join(value) if isinstance(value, list) else str(value)
+        return super().exec_command(cmd, in_data=in_data, sudoable=sudoable)

@@ -1,0 +1,92 @@
+# Copyright (c) talos.linux contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Private to the talos.linux collection: it may change in any release.
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # The connection options of every talos.linux module (plugins/module_utils/_options.py).
+    DOCUMENTATION = r"""
+options:
+  talosconfig:
+    description:
+      - Path of the talosconfig file, as written by C(talosctl gen config) or C(talosctl config new).
+      - If not set, the host variable C(talos_config_path) (set by the M(talos.linux.talosconfig) inventory)
+        is used, then the environment variable E(TALOSCONFIG), then E(TALOS_HOME)C(/config), then
+        C(~/.talos/config), as C(talosctl) does. A missing file is an error; it is never created.
+    type: path
+  context:
+    description:
+      - The talosconfig context to use. Default is the file's current context.
+      - If not set, the host variable C(talos_context) is used, then the environment variable
+        E(TALOS_CONTEXT).
+    type: str
+  endpoints:
+    description:
+      - API endpoints to connect to, overriding the context's; control-plane nodes, because workers do not
+        forward calls to other nodes.
+      - Each is C(host), C(host:port), C([ipv6]:port) or an C(https://) URL; the port defaults to 50000.
+      - If not set, the host variable C(talos_endpoints), then the environment variable E(TALOS_ENDPOINTS)
+        (comma-separated), then the context's endpoints are used.
+    type: list
+    elements: str
+  node:
+    description:
+      - The node the task acts on (its address, sent as C(node) metadata with every call).
+      - If neither O(node) nor O(nodes) is set, the host variable C(talos_node) that the inventory sets is
+        used, then the environment variable E(TALOS_NODE), then the context's C(nodes); with none of them,
+        the endpoint itself answers.
+      - Mutually exclusive with O(nodes).
+    type: str
+  nodes:
+    description:
+      - Several nodes for one task. The calls go to all of them concurrently from one process, typically
+        with C(run_once). The result then holds one entry per node.
+      - Mutually exclusive with O(node).
+    type: list
+    elements: str
+  ca:
+    description:
+      - The cluster's CA certificate, overriding the context's; PEM text, base64 of it, or a file path.
+    type: str
+  crt:
+    description:
+      - The client certificate, overriding the context's; PEM text, base64 of it, or a file path. Its
+        Organization values are the Talos roles it grants.
+    type: str
+  key:
+    description:
+      - The client certificate's private key, overriding the context's; PEM text (the Talos
+        C(ED25519 PRIVATE KEY) label is accepted), base64 of it, or a file path.
+      - Key material is kept in memory; it touches disk only as a 0600 temporary file removed right after
+        loading, and is masked in every result.
+    type: str
+  server_name:
+    description:
+      - The name to verify the nodes' certificates against, when connecting through an address (a VIP,
+        a load balancer) that is not in their certificate's SANs; it must be in C(machine.certSANs).
+    type: str
+  insecure:
+    description:
+      - Connect without a client certificate and without verifying the node, for a node in maintenance mode
+        (not yet configured). Never use it for a configured node.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Deadline in seconds for each call to a node, retries included.
+    type: float
+    default: 30
+requirements:
+  - grpclib
+  - protobuf >= 5.29.0
+  - cryptography
+  - PyYAML
+notes:
+  - The modules run on the Ansible controller (or on the host the task is delegated to) and talk to the
+    nodes over the Talos API with mutual TLS; Talos nodes need no SSH and no Python.
+  - A task whose connection is local or M(talos.linux.controller) runs in the controller's worker process
+    (the action plugin); with C(async) or C(delegate_to) another host it runs as a module on that host.
+"""

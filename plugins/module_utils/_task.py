@@ -1,0 +1,49 @@
+# Copyright (c) talos.linux contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One task, whichever door it came through: validated options -> settings -> client -> core -> result.
+
+Private to the talos.linux collection: it may change in any release. No Ansible import here: the module
+door (_module.py) and the action door (plugin_utils/_action.py) both call ``run_task``.
+
+A core is ``async def core(params, client, *, check_mode, diff) -> dict``: the result of one task
+(``changed``, module-specific keys, ``warnings``), raising TalosError for what should fail the task.
+"""
+
+from __future__ import annotations
+
+from ._errors import TalosError
+from ._talosconfig import load_settings
+
+
+def connection_settings(params):
+    return load_settings(
+        talosconfig=params.get("talosconfig"), context=params.get("context"), endpoints=params.get("endpoints"),
+        nodes=target_nodes(params), ca=params.get("ca"), crt=params.get("crt"), key=params.get("key"),
+        insecure=params.get("insecure", False), server_name=params.get("server_name"))
+
+
+def target_nodes(params):
+    """The nodes a task addresses: ``nodes``, else ``node``, else None (the talosconfig context's nodes)."""
+    if params.get("nodes"):
+        return [str(n) for n in params["nodes"]]
+    if params.get("node"):
+        return [str(params["node"])]
+    return None
+
+
+def run_task(core, params, *, check_mode, diff, mask):
+    """Run ``core`` for one task and return its result; a TalosError becomes a failed result.
+
+    ``mask(values)`` receives the decoded key material before anything can print it, so the door can hide
+    it (Ansible's no_log values).
+    """
+    from ._client import TalosClient
+
+    try:
+        settings = connection_settings(params)
+        mask(settings.secrets())
+        client = TalosClient(settings, timeout=params.get("timeout") or 30.0)
+        return client.run(lambda c: core(params, c, check_mode=check_mode, diff=diff))
+    except TalosError as exc:
+        return {"failed": True, "changed": False, "msg": str(exc), **exc.to_dict()}
