@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 name: controller
 short_description: Run tasks for a Talos node on the Ansible controller
 version_added: 0.1.0
-author: talos.linux contributors
+author: talos.linux maintainers (@talos-linux-ansible)
 description:
   - Talos nodes have no shell, no SSH and no Python; every talos.linux module runs on the controller and
     talks to the node over the Talos API. This connection runs tasks on the controller exactly like

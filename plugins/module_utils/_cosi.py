@@ -8,18 +8,14 @@ Private to the talos.linux collection: it may change in any release. No Ansible 
 
 from __future__ import annotations
 
-try:
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # PyYAML without libyaml
-    from yaml import SafeLoader as _Loader
-
 
 def yaml_spec(resource):
     """The resource's spec as data: ``yaml_spec`` is the human YAML Talos renders (camelCase keys)."""
     import yaml
 
     text = resource.spec.yaml_spec
-    return yaml.load(text, Loader=_Loader) if text else None  # noqa: S506 - a safe loader
+    # libyaml's safe loader when PyYAML has it: several times faster on the many small specs of a facts run
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if text else None
 
 
 async def get_resource(client, node, namespace, resource_type, resource_id, *, timeout=None):

@@ -139,9 +139,9 @@ async def _network(client, node, facts, warnings):
         "talos_addresses": (yaml_spec(node_addresses) or {}).get("addresses", []),
         "talos_interface_addresses": [_pick(yaml_spec(r), address="address", link="linkName", family="family",
                                             scope="scope") for r in addresses],
-        "talos_links": [{"name": r.metadata.id, **_pick(yaml_spec(r), type="type", mac="hardwareAddr", mtu="mtu",
-                                                          state="operationalState", kind="kind", driver="driver")}
-                        for r in links],
+        "talos_links": [{"name": r.metadata.id,
+                         **_pick(yaml_spec(r), type="type", mac="hardwareAddr", mtu="mtu", state="operationalState",
+                                 kind="kind", driver="driver")} for r in links],
         "talos_routes": [_pick(yaml_spec(r), destination="dst", gateway="gateway", link="outLinkName",
                                table="table", priority="priority", family="family") for r in routes],
         "talos_resolvers": (yaml_spec(resolvers) or {}).get("dnsServers", []),

@@ -10,21 +10,26 @@ plugin of the same name runs the same core in-process (plugin_utils/_action.py).
 
 from __future__ import annotations
 
+import importlib
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ._options import CONNECTION_MUTUALLY_EXCLUSIVE, argument_spec
+from ._task import run_task
 
-try:
-    from ._task import run_task
-    from ._client import GRPCLIB_IMPORT_ERROR
-    import yaml  # noqa: F401 - talosconfig parsing
-    import google.protobuf  # noqa: F401 - the generated messages
-except ImportError as exc:
-    IMPORT_ERROR, IMPORT_TRACEBACK = exc, traceback.format_exc()
-else:
-    IMPORT_ERROR, IMPORT_TRACEBACK = GRPCLIB_IMPORT_ERROR, None
+# import name -> the package to install (requirements.txt)
+REQUIREMENTS = {"grpclib": "grpclib", "google.protobuf": "protobuf", "yaml": "PyYAML", "cryptography": "cryptography"}
+
+
+def missing_requirement():
+    """(package, traceback) of the first requirement that does not import on this host, or None."""
+    for name, package in REQUIREMENTS.items():
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return package, traceback.format_exc()
+    return None
 
 
 def run_module(core, options, mutually_exclusive=(), required_one_of=()):
@@ -32,10 +37,9 @@ def run_module(core, options, mutually_exclusive=(), required_one_of=()):
     module = AnsibleModule(argument_spec=argument_spec(options), supports_check_mode=True,
                            mutually_exclusive=list(CONNECTION_MUTUALLY_EXCLUSIVE) + list(mutually_exclusive),
                            required_one_of=list(required_one_of))
-    if IMPORT_ERROR is not None:
-        name = getattr(IMPORT_ERROR, "name", None) or "grpclib"
-        module.fail_json(msg=missing_required_lib(name, reason="to talk to the Talos API"),
-                         exception=IMPORT_TRACEBACK)
+    missing = missing_requirement()
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0], reason="to talk to the Talos API"), exception=missing[1])
     result = run_task(core, module.params, check_mode=module.check_mode, diff=module._diff,
                       mask=module.no_log_values.update)
     for warning in result.pop("warnings", ()):

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: talos_facts
 short_description: Gather facts about Talos Linux nodes
 version_added: 0.1.0
-author: talos.linux contributors
+author: talos.linux maintainers (@talos-linux-ansible)
 description:
   - Reads what a Talos node is and how it is doing, through the Talos API, and returns it as
     C(ansible_facts) named C(talos_*). Changes nothing.
