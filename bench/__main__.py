@@ -9,9 +9,9 @@ from tests.emulator._import_path import ensure_collection_importable  # noqa: E4
 
 ensure_collection_importable()
 
-from bench import client_calls  # noqa: E402
+from bench import client_calls, facts, inventory_discovery  # noqa: E402
 
-BENCHMARKS = [client_calls]
+BENCHMARKS = [client_calls, inventory_discovery, facts]
 
 if __name__ == "__main__":
     rows = [row for bench in BENCHMARKS for row in bench.main()]

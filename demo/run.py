@@ -1,7 +1,8 @@
-"""make demo: start an emulated Talos cluster, run the main job against it, and stop it.
+"""make demo: start an emulated Talos cluster, run the main job against it with Ansible, and stop it.
 
-The cluster is the emulator's (3 control planes, 2 workers, Talos 1.13.5), started as its own process
-exactly as `python -m tests.emulator up` does; the job talks to it only through the talosconfig it writes.
+The cluster is the emulator's (3 control planes, 2 workers, Talos 1.13.5), started as its own process with
+`python -m tests.emulator up`; the job sees it only through the talosconfig it writes, as a real cluster.
+Each step is an ordinary ansible command using the collection from this checkout.
 """
 
 import os
@@ -12,14 +13,17 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = pathlib.Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from tests.emulator._import_path import ensure_collection_importable  # noqa: E402
 
-ensure_collection_importable()
-
-from ansible_collections.talos.linux.plugins.module_utils._client import TalosClient  # noqa: E402
-from ansible_collections.talos.linux.plugins.module_utils._talosconfig import load_settings  # noqa: E402
+# (title, command) run in order; {inventory} is the talosconfig inventory of the emulated cluster
+STEPS = [
+    ("The inventory, discovered from the cluster through its talosconfig",
+     ["ansible-inventory", "-i", "{inventory}", "--graph", "--vars"]),
+    ("Facts of every node", ["ansible-playbook", "-i", "{inventory}", "examples/facts.yml"]),
+]
 
 
 def start_cluster(state_dir):
@@ -44,38 +48,29 @@ def stop_cluster(process, state_dir):
         process.kill()
 
 
-def versions_and_hostnames(talosconfig):
-    """Step 1: Version and Hostname from every node, through the client, concurrently."""
-    settings = load_settings(talosconfig=str(talosconfig))
-    client = TalosClient(settings)
-
-    async def both(c):
-        async def one(node):
-            version = await c.version(node)
-            hostname = (await c.call("Hostname", node=node)).messages[0].hostname
-            return hostname, version.version.tag, version.platform.name
-        return await c.fan_out(settings.nodes, one)
-
-    results = client.run(both)
-    print(f"\ncontext {settings.context!r}, endpoints {', '.join(map(str, settings.endpoints))}, "
-          f"certificate roles {', '.join(client.roles)}")
-    print(f"{'node':<16} {'hostname':<14} {'version':<10} platform")
-    for result in results:
-        if result.ok:
-            hostname, tag, platform = result.value
-            print(f"{result.node:<16} {hostname:<14} {tag:<10} {platform}")
-        else:
-            print(f"{result.node:<16} error: {result.error}")
-    return all(r.ok for r in results)
+def run_steps(state_dir):
+    inventory = state_dir / "cluster.talos.yml"
+    inventory.write_text(f"plugin: talos.linux.talosconfig\ntalosconfig: {state_dir / 'talosconfig'}\n")
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(state_dir / "ansible-tmp"))
+    env.pop("TALOSCONFIG", None)
+    for title, command in STEPS:
+        print(f"\n=== {title}\n$ {' '.join(command).format(inventory=inventory.name)}", flush=True)
+        argv = [str(BIN / command[0])] + [part.format(inventory=inventory) for part in command[1:]]
+        if subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode:
+            print(f"step failed: {title}")
+            return False
+    return True
 
 
 def main():
+    ensure_collection_importable()
     with tempfile.TemporaryDirectory(prefix="talos-demo-") as tmp:
         state_dir = pathlib.Path(tmp)
         print("starting an emulated Talos cluster (3 control planes, 2 workers, v1.13.5) ...")
         process = start_cluster(state_dir)
         try:
-            ok = versions_and_hostnames(state_dir / "talosconfig")
+            ok = run_steps(state_dir)
         finally:
             stop_cluster(process, state_dir)
         print("\nemulated cluster stopped")

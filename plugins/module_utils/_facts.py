@@ -101,9 +101,11 @@ async def _minimum(client, node):
     certificate = client.certificate
     return {
         "talos_node": node,
-        "talos_version": {"tag": version.version.tag, "sha": version.version.sha, "arch": version.version.arch,
-                          "go_version": version.version.go_version, "built": version.version.built,
-                          "os": version.version.os},
+        # the same plain form as the inventory's talos_version, so `is version('1.13', '>=')` works
+        "talos_version": version.version.tag.lstrip("v"),
+        "talos_version_info": {"tag": version.version.tag, "sha": version.version.sha,
+                               "arch": version.version.arch, "go_version": version.version.go_version,
+                               "built": version.version.built, "os": version.version.os},
         "talos_platform": {"name": version.platform.name, "mode": version.platform.mode},
         "talos_features": {"rbac": version.features.rbac},
         "talos_hostname": hostname.messages[0].hostname,
@@ -136,7 +138,8 @@ async def _network(client, node, facts, warnings):
         get_resource(client, node, "network", "ResolverStatuses.net.talos.dev", "resolvers"),
         get_resource(client, node, "network", "NodeAddresses.net.talos.dev", "current"))
     return {
-        "talos_addresses": (yaml_spec(node_addresses) or {}).get("addresses", []),
+        # plain addresses like the inventory's talos_addresses; with prefixes in talos_interface_addresses
+        "talos_addresses": [a.split("/")[0] for a in (yaml_spec(node_addresses) or {}).get("addresses", [])],
         "talos_interface_addresses": [_pick(yaml_spec(r), address="address", link="linkName", family="family",
                                             scope="scope") for r in addresses],
         "talos_links": [{"name": r.metadata.id,

@@ -115,7 +115,8 @@ def read_talosconfig(path):
     except OSError as exc:
         raise ConfigError(f"The talosconfig {path} cannot be read: {exc.strerror}.") from None
     try:
-        data = yaml.safe_load(text)
+        # libyaml's safe loader when PyYAML has it: a talosconfig is parsed by every task
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

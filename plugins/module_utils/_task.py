@@ -47,3 +47,18 @@ def run_task(core, params, *, check_mode, diff, mask):
         return client.run(lambda c: core(params, c, check_mode=check_mode, diff=diff))
     except TalosError as exc:
         return {"failed": True, "changed": False, "msg": str(exc), **exc.to_dict()}
+
+
+def preload_for_workers():
+    """Import now what every talos.linux task imports, so Ansible's forked workers inherit it ready.
+
+    Called by the inventory plugin in the controller's main process. Each worker would otherwise pay for
+    these imports again (asyncio, ssl, grpclib, protobuf messages, cryptography, PyYAML: tens of ms),
+    which is most of an in-process task's cost. Nothing is opened: no loop, socket or thread.
+    """
+    import yaml  # noqa: F401 pylint: disable=unused-import
+    from cryptography import x509  # noqa: F401 pylint: disable=unused-import
+
+    from . import _client, _facts  # noqa: F401 pylint: disable=unused-import
+
+    _client.rpc_method("Version")  # loads every generated message module

@@ -76,7 +76,7 @@ EXAMPLES = r"""
 
     - name: Versions by node
       ansible.builtin.debug:
-        msg: "{{ cluster_facts.nodes | dict2items | map(attribute='value.talos_version.tag') | list }}"
+        msg: "{{ cluster_facts.nodes | dict2items | map(attribute='value.talos_version') | list }}"
 """
 
 RETURN = r"""
@@ -90,7 +90,13 @@ ansible_facts:
       type: str
       sample: 10.0.0.2
     talos_version:
-      description: The Talos version the node runs.
+      description:
+        - The Talos version the node runs, without the leading C(v) (as the inventory's C(talos_version)), so
+          that C(talos_version is version('1.13', '>=')) works.
+      type: str
+      sample: 1.13.5
+    talos_version_info:
+      description: The node's Version reply.
       type: dict
       sample: {tag: v1.13.5, sha: 5a7b1c2, arch: amd64, go_version: go1.25.3, built: "", os: linux}
     talos_platform:
@@ -131,10 +137,10 @@ ansible_facts:
       type: str
       sample: 0b4c5f4e-51b0-4a8e-a0a4-2d0d6d2f0b1e
     talos_addresses:
-      description: The node's current addresses (subset C(network)).
+      description: The node's current addresses, without prefix lengths (subset C(network)).
       type: list
       elements: str
-      sample: [10.0.0.2/24]
+      sample: [10.0.0.2]
     talos_interface_addresses:
       description: Every address with its link, family and scope (subset C(network)).
       type: list

@@ -44,12 +44,14 @@ def test_facts_of_control_planes_and_workers(tmp_path, cluster):
         facts = result["ansible_facts"]
         assert result["changed"] is False
         assert facts["talos_node"] == address and facts["talos_hostname"] == node.hostname
-        assert facts["talos_version"]["tag"] == "v1.13.5"
+        assert facts["talos_version"] == "1.13.5" and facts["talos_version_info"]["tag"] == "v1.13.5"
         assert facts["talos_machine_type"] == node.machine_type
         assert facts["talos_stage"] == "running" and facts["talos_ready"] is True
         assert facts["talos_client_certificate"]["roles"] == ["os:admin"]
         assert facts["talos_boot_id"] == node.boot_id
-        assert f"{address}/24" in facts["talos_addresses"]
+        assert facts["talos_addresses"] == [address]
+        assert {"address": f"{address}/24", "link": "eth0", "family": "inet4", "scope": "global"} in \
+            facts["talos_interface_addresses"]
         assert {link["name"] for link in facts["talos_links"]} >= {"eth0", "lo"}
         assert facts["talos_disks"] and facts["talos_memory"]["total_bytes"] > 0
         assert any(s["id"] == "machined" and s["healthy"] for s in facts["talos_services"])
