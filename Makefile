@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 PROTOBUF_OLDEST ?= 5.29.0
 PROTOBUF_NEWEST ?= 7.36.2
 
-.PHONY: venv demo test test-unit test-emulator test-integration test-protobuf-range check-wire bench protos \
+.PHONY: venv demo test test-unit test-emulator test-integration test-protobuf-range sanity check-wire bench protos \
 	protos-from-wire clean
 
 venv: $(VENV)/.installed
@@ -35,6 +35,7 @@ demo: venv
 test: venv check-wire
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-protobuf-range
+	$(MAKE) --no-print-directory sanity
 
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -50,9 +51,17 @@ test-integration: venv
 test-protobuf-range: venv
 	$(PY) hack/protobuf_range.py $(PROTOBUF_OLDEST) $(PROTOBUF_NEWEST)
 
+# ansible-test sanity on a copy under .cache/sanity/ansible_collections/talos/linux (no docker needed).
+sanity: venv
+	$(PY) hack/sanity.py
+
 check-wire:
 	@if [ -x $(SHARED)/tools/check-wire ]; then CHECK_WIRE_PYTHON=$(PY) $(SHARED)/tools/check-wire; \
-	else echo "check-wire: $(SHARED)/tools/check-wire not found; skipped (set SHARED=...)"; fi
+	else echo "# ansible-test sanity on a copy under .cache/sanity/ansible_collections/talos/linux (no docker needed).
+sanity: venv
+	$(PY) hack/sanity.py
+
+check-wire: $(SHARED)/tools/check-wire not found; skipped (set SHARED=...)"; fi
 
 bench: venv
 	$(PY) -m bench
