@@ -57,11 +57,7 @@ sanity: venv
 
 check-wire:
 	@if [ -x $(SHARED)/tools/check-wire ]; then CHECK_WIRE_PYTHON=$(PY) $(SHARED)/tools/check-wire; \
-	else echo "# ansible-test sanity on a copy under .cache/sanity/ansible_collections/talos/linux (no docker needed).
-sanity: venv
-	$(PY) hack/sanity.py
-
-check-wire: $(SHARED)/tools/check-wire not found; skipped (set SHARED=...)"; fi
+	else echo "check-wire: $(SHARED)/tools/check-wire not found; skipped (set SHARED=...)"; fi
 
 bench: venv
 	$(PY) -m bench
