@@ -1,7 +1,6 @@
 """Every plugin's documentation renders with ansible-doc, and every module is in the talos action group."""
 
 import json
-import pathlib
 import subprocess
 
 import pytest
