@@ -23,6 +23,11 @@ STEPS = [
     ("The inventory, discovered from the cluster through its talosconfig",
      ["ansible-inventory", "-i", "{inventory}", "--graph", "--vars"]),
     ("Facts of every node", ["ansible-playbook", "-i", "{inventory}", "examples/facts.yml"]),
+    ("What the patch would change on one node: check mode, diff with secrets redacted",
+     ["ansible-playbook", "-i", "{inventory}", "examples/config.yml", "--check", "--diff", "--limit", "talos-w-1"]),
+    ("Patch every node", ["ansible-playbook", "-i", "{inventory}", "examples/config.yml"]),
+    ("The same again: nothing changes, nothing is sent",
+     ["ansible-playbook", "-i", "{inventory}", "examples/config.yml"]),
 ]
 
 

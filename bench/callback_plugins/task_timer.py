@@ -27,16 +27,23 @@ class CallbackModule(CallbackBase):
 
     def __init__(self):
         super().__init__()
-        self.times, self.current, self.started, self.failures = [], None, 0.0, 0
+        self.times, self.current, self.started, self.failures, self.play = [], None, 0.0, 0, ""
 
     def _close(self):
         if self.current is not None:
             self.times.append([self.current, time.perf_counter() - self.started])
             self.current = None
 
+    def v2_playbook_on_play_start(self, play):
+        self._close()
+        self.play = play.get_name()
+
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._close()
-        self.current, self.started = task.get_name(), time.perf_counter()
+        name = task.get_name()
+        # every play's fact gathering has the same task name: tell them apart by their play
+        self.current = f"{name} ({self.play})" if name == "Gathering Facts" else name
+        self.started = time.perf_counter()
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self.failures += 1

@@ -45,7 +45,7 @@ def choose_subsets(requested):
     return sorted(chosen - excluded)
 
 
-async def talos_facts(params, client, *, check_mode, diff):  # pylint: disable=unused-argument
+async def talos_facts(params, client, *, check_mode, diff, mask):  # pylint: disable=unused-argument
     """The core behind talos.linux.talos_facts: facts of one node, or of many nodes at once."""
     subsets = choose_subsets(params.get("gather_subset"))
     nodes = client.settings.nodes or [None]

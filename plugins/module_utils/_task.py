@@ -6,8 +6,9 @@
 Private to the talos.linux collection: it may change in any release. No Ansible import here: the module
 door (_module.py) and the action door (plugin_utils/_action.py) both call ``run_task``.
 
-A core is ``async def core(params, client, *, check_mode, diff) -> dict``: the result of one task
-(``changed``, module-specific keys, ``warnings``), raising TalosError for what should fail the task.
+A core is ``async def core(params, client, *, check_mode, diff, mask) -> dict``: the result of one task
+(``changed``, module-specific keys, ``warnings``), raising TalosError for what should fail the task. It hands
+``mask`` every secret it meets (machine-config secrets), which the door then hides from all output.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def run_task(core, params, *, check_mode, diff, mask):
         settings = connection_settings(params)
         mask(settings.secrets())
         client = TalosClient(settings, timeout=params.get("timeout") or 30.0)
-        return client.run(lambda c: core(params, c, check_mode=check_mode, diff=diff))
+        return client.run(lambda c: core(params, c, check_mode=check_mode, diff=diff, mask=mask))
     except TalosError as exc:
         return {"failed": True, "changed": False, "msg": str(exc), **exc.to_dict()}
 
@@ -59,6 +60,7 @@ def preload_for_workers():
     import yaml  # noqa: F401 pylint: disable=unused-import
     from cryptography import x509  # noqa: F401 pylint: disable=unused-import
 
-    from . import _client, _facts  # noqa: F401 pylint: disable=unused-import
+    from . import _apply_config, _client, _config, _facts  # noqa: F401 pylint: disable=unused-import
+    from ._api.resource.config import config_pb2  # noqa: F401 pylint: disable=unused-import
 
     _client.rpc_method("Version")  # loads every generated message module

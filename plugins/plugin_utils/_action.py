@@ -36,7 +36,7 @@ class TalosAction(ActionBase):
     _supports_async = True
 
     @staticmethod
-    def core(params, client, *, check_mode, diff):
+    def core(params, client, *, check_mode, diff, mask):
         raise NotImplementedError
 
     def run(self, tmp=None, task_vars=None):

@@ -1,0 +1,236 @@
+# Copyright (c) talos.linux contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The talos_config core: render the desired machine configuration, compare it with the node's, apply it.
+
+Private to the talos.linux collection: it may change in any release. No Ansible import here.
+
+The node's configuration is read with COSI (the exact bytes it was given) and both sides are normalised
+before comparing, so an equal configuration sends no ApplyConfiguration at all. Check mode decides and
+diffs locally: a dry-run apply would cancel a pending try rollback on the node (talos-api.md §4.1).
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from ._errors import TalosError
+from ._version import supports
+
+OPTIONS = {
+    # Not no_log: Ansible would then mask every value in them (even "1" and "true") in all output. The
+    # configuration's secrets themselves are found and handed to the door's mask instead (_secrets below).
+    "config": {"type": "raw"},
+    "patches": {"type": "list", "elements": "raw", "default": []},
+    "mode": {"type": "str", "choices": ["auto", "no_reboot", "reboot", "staged", "try"]},
+    "try_timeout": {"type": "float", "default": 60.0},
+    "confirm_try": {"type": "bool", "default": False},
+    "force": {"type": "bool", "default": False},
+}
+REQUIRED_ONE_OF = [("config", "patches")]
+
+MACHINE_CONFIG = ("config", "MachineConfigs.config.talos.dev")
+ACTIVE, PERSISTENT = "v1alpha1", "persistent"
+MODES = {"reboot": 0, "auto": 1, "no_reboot": 2, "staged": 3, "try": 4}  # ApplyConfigurationRequest.Mode
+MODE_NAMES = {number: name for name, number in MODES.items()}
+NEEDS_REBOOT = "can't be applied without a reboot"
+
+
+async def talos_config(params, client, *, check_mode, diff, mask):
+    """The core behind talos.linux.talos_config, for each node the task addresses."""
+    from . import _config
+
+    if not params.get("config") and not params.get("patches"):
+        raise TalosError("Nothing to apply: give config, patches, or both.", code="InvalidOption")
+    # Parse what the task gives before talking to any node: bad input changes nothing anywhere.
+    config = _config.parse_documents(params["config"], "config") if params.get("config") else None
+    if config is not None:
+        mask(_secrets(config))
+    nodes = client.settings.nodes or [None]
+
+    async def one(node):
+        if client.settings.insecure:
+            return await apply_in_maintenance(params, client, node, config, check_mode, diff, mask)
+        return await apply_to_node(params, client, node, config, check_mode=check_mode, diff=diff, mask=mask)
+
+    if len(nodes) == 1:
+        return await one(nodes[0])
+    results = await client.fan_out(nodes, one)
+    failed = {r.node: {"msg": str(r.error), **r.error.to_dict()} for r in results if not r.ok}
+    outcome = {"changed": any(r.value["changed"] for r in results if r.ok),
+               "nodes": {r.node: r.value for r in results if r.ok}, "failed_nodes": failed,
+               "warnings": [w for r in results if r.ok for w in r.value.pop("warnings", [])]}
+    if failed:
+        outcome.update(failed=True, msg=f"Applying the configuration failed on {len(failed)} of {len(nodes)} "
+                                        "nodes: " + "; ".join(v["msg"] for v in failed.values()))
+    return outcome
+
+
+async def apply_in_maintenance(params, client, node, config, check_mode, diff, mask):
+    """insecure: the node is expected in maintenance mode. One that asks for a client certificate is
+    configured already; with credentials in the task or talosconfig it is compared like any other node."""
+    from ._client import TalosClient
+    from ._task import connection_settings
+
+    try:
+        await client.talos_version(node)
+    except TalosError as exc:
+        if exc.code != "TLSError":
+            raise
+        try:
+            settings = connection_settings(dict(params, insecure=False))
+        except TalosError:
+            raise TalosError(f"Node {node} is not in maintenance mode (it asks for a client certificate): it is "
+                             "configured already.", code="TLSError", node=node,
+                             hint="Give a talosconfig (or ca, crt and key) so the node's configuration can be "
+                                  "compared, or leave insecure unset.") from None
+        mask(settings.secrets())
+        async with TalosClient(settings, timeout=client.timeout) as configured:
+            return await apply_to_node(params, configured, node, config, check_mode=check_mode, diff=diff,
+                                       mask=mask)
+    return await apply_to_node(params, client, node, config, check_mode=check_mode, diff=diff, mask=mask)
+
+
+async def apply_to_node(params, client, node, config, *, check_mode, diff, mask):
+    from . import _config
+
+    insecure = client.settings.insecure
+    if not insecure and "os:admin" not in client.roles:
+        raise TalosError(
+            f"talos_config needs the os:admin role to read and apply machine configuration on node {node}; "
+            f"the client certificate has {', '.join(client.roles) or 'no role'}.", code="PermissionDenied",
+            node=node, rpc="MachineService/ApplyConfiguration",
+            hint="Use a talosconfig whose certificate carries os:admin.")
+    version = await client.talos_version(node)
+    mode = params.get("mode") or ("auto" if insecure else "no_reboot")
+    check_mode_supported(mode, version, insecure, node)
+
+    compare_to = PERSISTENT if mode == "staged" and supports(version, "machine_config_persistent") else ACTIVE
+    current = None if insecure else await read_machine_config(client, node, compare_to)
+    if config is None and current is None:
+        raise TalosError(f"Node {node} has no configuration to patch (maintenance mode): give config as well.",
+                         code="InvalidOption", node=node)
+    desired = _config.render_config(config, params.get("patches") or [], current=current)
+    mask(_secrets(desired) + (_secrets(current) if current else []))
+    if current is not None and not params.get("force"):
+        have, want = _config.machine_type_of(current), _config.machine_type_of(desired)
+        if have and want and have != want:
+            raise TalosError(
+                f"The configuration is for a {want} node, but node {node} is a {have}; nothing was sent.",
+                code="InvalidOption", node=node, hint="Check the target node, or set force: true to apply anyway.")
+
+    changed = current is None or _config.normalise_config(current) != _config.normalise_config(desired)
+    confirming = False
+    if not changed and params.get("confirm_try") and mode != "try":
+        # The node rolls back a tried configuration unless it is applied again in another mode.
+        persistent = await read_machine_config(client, node, PERSISTENT) if compare_to == ACTIVE and \
+            supports(version, "machine_config_persistent") else current
+        confirming = persistent is None or _config.normalise_config(persistent) != _config.normalise_config(desired)
+    result = {
+        "changed": changed or confirming,
+        "node": node,
+        "mode": mode,
+        "version": str(version),
+        "config_sha256": _config.config_sha256(desired),
+        "reboot_required": False,
+        "warnings": [],
+    }
+    if diff:
+        result["diff"] = {
+            "before": _config.dump_documents(_config.redact_secrets(current)) if current is not None else "",
+            "after": _config.dump_documents(_config.redact_secrets(desired)),
+            "before_header": f"{node or 'node'} ({compare_to})", "after_header": f"{node or 'node'} (desired)",
+        }
+    if not result["changed"] or check_mode:
+        result["reboot_required"] = mode == "staged" and changed
+        return result
+
+    reply = await send_configuration(client, node, desired, mode, params)
+    applied = MODE_NAMES.get(reply.mode, mode)
+    redact = _redactor(desired)
+    result.update(mode=applied, mode_details=redact(reply.mode_details), confirmed_try=confirming,
+                  warnings=[redact(w) for w in reply.warnings])
+    result["reboot_required"] = reboot_required(applied, version)
+    result["rebooted"] = applied == "reboot"
+    if applied == "try":
+        deadline = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=params["try_timeout"])
+        result["try_rollback_at"] = deadline.isoformat(timespec="seconds")
+    return result
+
+
+def check_mode_supported(mode, version, insecure, node):
+    """Refuse before sending what this Talos version would refuse (talos-api.md §4.1)."""
+    if mode == "reboot" and supports(version, "apply_auto_never_reboots") and not insecure:
+        raise TalosError(
+            f"Talos {version} on node {node} no longer applies configuration with a reboot (mode reboot).",
+            code="Unimplemented", node=node, rpc="MachineService/ApplyConfiguration",
+            hint="Use mode no_reboot (what cannot apply live waits for the next reboot) or staged, then reboot "
+                 "the node.")
+    if insecure and mode in ("no_reboot", "staged") and not supports(version, "image_service"):
+        raise TalosError(f"Talos {version} in maintenance mode accepts only the auto, reboot and try modes.",
+                         code="InvalidOption", node=node, hint="Use mode auto for a node in maintenance mode.")
+
+
+def reboot_required(applied, version):
+    """Whether the change waits for a reboot: staged always; on 1.14+ the node no longer says (None)."""
+    if applied == "staged":
+        return True
+    if applied in ("no_reboot", "auto") and supports(version, "apply_auto_never_reboots"):
+        return None
+    return False
+
+
+async def read_machine_config(client, node, resource_id):
+    """The node's configuration documents (the exact bytes it was given), or None when it has none."""
+    from . import _config
+    from ._api.resource.config import config_pb2
+    from ._cosi import get_resource
+
+    try:
+        resource = await get_resource(client, node, *MACHINE_CONFIG, resource_id)
+    except TalosError as exc:
+        if exc.code == "NotFound":
+            return None
+        raise
+    spec = config_pb2.MachineConfigSpec.FromString(resource.spec.proto_spec)
+    return _config.parse_documents(spec.yaml_marshalled.decode(), f"the configuration of node {node}")
+
+
+async def send_configuration(client, node, documents, mode, params):
+    from . import _config
+
+    request = {"data": _config.dump_documents(documents).encode(), "mode": MODES[mode]}
+    if mode == "try":
+        request["try_mode_timeout"] = {"seconds": int(params["try_timeout"]),
+                                       "nanos": int(params["try_timeout"] % 1 * 1e9)}
+    try:
+        return (await client.call("ApplyConfiguration", request, node=node)).messages[0]
+    except TalosError as exc:
+        redact = _redactor(documents)
+        if exc.code == "InvalidArgument" and NEEDS_REBOOT in (exc.detail or ""):
+            raise TalosError(f"Node {node} cannot apply this configuration without a reboot: {redact(exc.detail)}",
+                             code=exc.code, node=node, rpc=exc.rpc, detail=redact(exc.detail),
+                             hint="Use mode auto (the node reboots) or staged (applied at the next reboot).") from None
+        if exc.code == "InvalidArgument":
+            raise TalosError(f"Node {node} rejected the configuration: {redact(exc.detail)}", code=exc.code,
+                             node=node, rpc=exc.rpc, detail=redact(exc.detail)) from None
+        raise
+
+
+def _secrets(documents):
+    """The secret strings of a configuration worth masking: short values ("1", "true") would mask everything."""
+    from . import _config
+
+    return [s for s in _config.secret_values(documents) if len(s) >= 8]
+
+
+def _redactor(documents):
+    """Replace every secret of ``documents`` in a text the node sent back (warnings, errors)."""
+    secrets = sorted(_secrets(documents), key=len, reverse=True)
+
+    def redact(text):
+        for secret in secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+    return redact
