@@ -229,7 +229,7 @@ def test_secrets_never_appear_with_vvvv_and_diff(tmp_path, emulated_cluster):
 
 
 @pytest.mark.parametrize("args,expected", [
-    ({"config": "version: v1alpha1\nmachine: [unclosed\n"}, "line"),
+    ({"config": "version: v1alpha1\nmachine: [unclosed\n"}, "column"),
     ({"config": "version: v1alpha1\nmachine: {type: worker}\n",
       "patches": [[{"op": "replace", "path": "/machine/does/not/exist", "value": 1}]]}, "/machine/does/not/exist"),
     ({"patches": [{"machine": {"sysctls": {"a": "1"}}}, "machine: [oops\n"]}, "patch 2"),
@@ -268,3 +268,17 @@ def test_patch_every_node_from_localhost_in_one_task(tmp_path, emulated_cluster)
     second = run_playbook(tmp_path, play(hosts="localhost", **args), inventory)
     assert second.result("config")["changed"] is False
     assert all(cluster.calls[(a, APPLY)] == 1 for a in cluster.addresses)
+
+
+def test_another_apply_in_progress_is_retried(tmp_path, emulated_cluster):
+    from grpclib.const import Status
+
+    cluster = emulated_cluster(control_planes=1, workers=1, talos_version="1.14.0")
+    address, host, inventory = one_node(cluster, tmp_path)
+    cluster.fail("ApplyConfiguration", code=Status.FAILED_PRECONDITION, count=2, node=address,
+                 message="another apply configuration is already in progress")
+    run = run_playbook(tmp_path, play(patches=[SYSCTL]), inventory)
+    assert run.rc == 0, run.output
+    assert run.result("config", host)["changed"] is True
+    assert cluster.calls[(address, APPLY)] == 3
+    assert "65535" in cluster.node(address).config.decode()
