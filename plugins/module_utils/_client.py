@@ -226,6 +226,7 @@ class TalosClient:
         self._rng.shuffle(self._endpoints)
         self._channels = {}
         self._versions = {}
+        self._avoided = set()
 
     @property
     def roles(self):
@@ -376,9 +377,16 @@ class TalosClient:
     def _endpoint_order(self):
         return list(self._endpoints)
 
+    def avoid_endpoint(self, node):
+        """Try the endpoints on ``node`` last, for example while that node reboots: calls to it (and forwarded
+        through other endpoints) keep working. Other endpoints are kept first until the client is closed."""
+        self._avoided.add(str(node))
+        on_node = [e for e in self._endpoints if e.host == str(node)]
+        self._endpoints = [e for e in self._endpoints if e.host != str(node)] + on_node
+
     def _prefer(self, endpoint):
         # stay on an endpoint that works, so later calls do not keep paying for a dead one
-        if self._endpoints[0] != endpoint:
+        if self._endpoints[0] != endpoint and endpoint.host not in self._avoided:
             self._endpoints.remove(endpoint)
             self._endpoints.insert(0, endpoint)
 
