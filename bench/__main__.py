@@ -9,9 +9,9 @@ from tests.emulator._import_path import ensure_collection_importable  # noqa: E4
 
 ensure_collection_importable()
 
-from bench import client_calls, config_apply, config_normalise, facts, inventory_discovery  # noqa: E402
+from bench import client_calls, config_apply, config_normalise, facts, inventory_discovery, rolling_upgrade  # noqa: E402
 
-BENCHMARKS = [client_calls, inventory_discovery, facts, config_normalise, config_apply]
+BENCHMARKS = [client_calls, inventory_discovery, facts, config_normalise, config_apply, rolling_upgrade]
 
 if __name__ == "__main__":
     rows = [row for bench in BENCHMARKS for row in bench.main()]

@@ -19,13 +19,13 @@ PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
 
 
 @contextlib.contextmanager
-def emulated_cluster(control_planes, workers, version="1.13.5"):
-    """Start `python -m tests.emulator up` in its own process; yield its state directory."""
+def emulated_cluster(control_planes, workers, version="1.13.5", *extra):
+    """Start `python -m tests.emulator up` in its own process (``extra``: more CLI flags); yield its state dir."""
     with tempfile.TemporaryDirectory(prefix="talos-bench-") as tmp:
         state = pathlib.Path(tmp)
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.emulator", "up", "--control-planes", str(control_planes),
-             "--workers", str(workers), "--talos-version", version, "--state-dir", str(state)],
+             "--workers", str(workers), "--talos-version", version, "--state-dir", str(state), *extra],
             cwd=ROOT, stdout=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60

@@ -40,7 +40,8 @@ def run(plays, inventory, work):
                ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "bench" / "callback_plugins"),
                ANSIBLE_CALLBACKS_ENABLED="task_timer", TALOS_BENCH_TIMES=str(times),
                ANSIBLE_LOCAL_TEMP=str(work / "tmp"), ANSIBLE_HOME=str(work / "home"))
-    proc = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+    sources = [arg for path in (inventory if isinstance(inventory, list) else [inventory]) for arg in ("-i", str(path))]
+    proc = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), *sources,
                            "--forks", str(FORKS), str(playbook)], env=env, capture_output=True, text=True,
                           timeout=1800, check=False)
     data = json.loads(times.read_text()) if times.exists() else {"tasks": [], "failures": -1}

@@ -28,6 +28,9 @@ STEPS = [
     ("Patch every node", ["ansible-playbook", "-i", "{inventory}", "examples/config.yml"]),
     ("The same again: nothing changes, nothing is sent",
      ["ansible-playbook", "-i", "{inventory}", "examples/config.yml"]),
+    ("Rolling upgrade to Talos 1.13.6: control planes one at a time, then the workers",
+     ["ansible-playbook", "-i", "{inventory}", "examples/rolling_upgrade.yml"]),
+    ("Versions after the upgrade", ["ansible-playbook", "-i", "{inventory}", "examples/facts.yml"]),
 ]
 
 

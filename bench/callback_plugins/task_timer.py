@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 name: task_timer
 type: aggregate
 short_description: Time each task for the talos.linux benchmarks
-description: Writes each task's name and wall time (first host start to last host end) as JSON.
+description: Writes each task's and each play's name and wall time (first host start to last host end) as JSON.
 """
 
 import json
@@ -28,15 +28,21 @@ class CallbackModule(CallbackBase):
     def __init__(self):
         super().__init__()
         self.times, self.current, self.started, self.failures, self.play = [], None, 0.0, 0, ""
+        self.play_started = 0.0
 
     def _close(self):
         if self.current is not None:
             self.times.append([self.current, time.perf_counter() - self.started])
             self.current = None
 
+    def _close_play(self):
+        if self.play:
+            self.times.append([f"play: {self.play}", time.perf_counter() - self.play_started])
+
     def v2_playbook_on_play_start(self, play):
         self._close()
-        self.play = play.get_name()
+        self._close_play()
+        self.play, self.play_started = play.get_name(), time.perf_counter()
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._close()
@@ -50,5 +56,6 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats):
         self._close()
+        self._close_play()
         with open(os.environ["TALOS_BENCH_TIMES"], "w", encoding="utf-8") as handle:
             json.dump({"tasks": self.times, "failures": self.failures}, handle)
