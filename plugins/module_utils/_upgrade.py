@@ -61,18 +61,19 @@ async def talos_upgrade(params, client, *, check_mode, diff, mask):  # pylint: d
     if len(nodes) == 1:
         return await upgrade_node(params, client, nodes[0], target, check_mode)
 
-    types = await client.fan_out(nodes, lambda node: machine_type(client, node))
-    control_planes = [r.node for r in types if r.ok and r.value in CONTROL_PLANE_TYPES]
+    types = {r.node: r.value for r in await client.fan_out(nodes, lambda node: machine_type(client, node)) if r.ok}
+    control_planes = [node for node in nodes if types.get(node) in CONTROL_PLANE_TYPES]
     results, failed = {}, {}
     for node in control_planes:  # one at a time: never more than one control plane down
         try:
-            results[node] = await upgrade_node(params, client, node, target, check_mode)
+            results[node] = await upgrade_node(params, client, node, target, check_mode, kind=types[node])
         except TalosError as exc:
             failed[node] = {"msg": str(exc), **exc.to_dict()}
             break
     if not failed:
         others = [n for n in nodes if n not in control_planes]
-        batch = await client.fan_out(others, lambda node: upgrade_node(params, client, node, target, check_mode))
+        batch = await client.fan_out(others, lambda node: upgrade_node(params, client, node, target, check_mode,
+                                                                        kind=types.get(node)))
         for result in batch:
             if result.ok:
                 results[result.node] = result.value
@@ -92,7 +93,7 @@ async def machine_type(client, node):
     return yaml_spec(await get_resource(client, node, "config", "MachineTypes.config.talos.dev", "machine-type"))
 
 
-async def upgrade_node(params, client, node, target, check_mode):
+async def upgrade_node(params, client, node, target, check_mode, kind=None):
     from . import _etcd_gate, _wait
 
     started = time.monotonic()
@@ -103,7 +104,7 @@ async def upgrade_node(params, client, node, target, check_mode):
     if previous == target and not await schematic_differs(client, node, params["image"]):
         return result
 
-    kind = await machine_type(client, node)
+    kind = kind or await machine_type(client, node)
     control_plane = kind in CONTROL_PLANE_TYPES
     rollback = params["rollback"]
     path = "rollback" if rollback else ("lifecycle" if supports(previous, "lifecycle_upgrade") else "legacy")
