@@ -72,8 +72,8 @@ async def talos_upgrade(params, client, *, check_mode, diff, mask):  # pylint: d
             break
     if not failed:
         others = [n for n in nodes if n not in control_planes]
-        batch = await client.fan_out(others, lambda node: upgrade_node(params, client, node, target, check_mode,
-                                                                        kind=types.get(node)))
+        batch = await client.fan_out(
+            others, lambda node: upgrade_node(params, client, node, target, check_mode, kind=types.get(node)))
         for result in batch:
             if result.ok:
                 results[result.node] = result.value
