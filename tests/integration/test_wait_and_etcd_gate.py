@@ -119,7 +119,9 @@ def test_an_unavailable_burst_on_events_during_the_wait_is_survived(cluster):
     result, _watch = reboot_and_wait(client_for(cluster), worker, action=on_cluster(reboot_into_a_burst))
     assert result["boot_id_after"] != before and result["ready"]
     assert cluster.runtime.faults.describe()["failures"] == [], "the burst was met and used up"
-    assert cluster.calls[(worker, EVENTS)] >= 5  # the first stream, three refusals, the stream that saw it back
+    # the first stream and the one that saw it back reached the worker; the refusals count where they were
+    # answered (the worker, or the endpoint while the worker was down), so only the used-up burst proves them
+    assert cluster.calls[(worker, EVENTS)] >= 2
 
 
 def test_an_unavailable_burst_on_events_before_the_action_is_survived(cluster):
