@@ -10,12 +10,15 @@ from __future__ import annotations
 
 
 def yaml_spec(resource):
-    """The resource's spec as data: ``yaml_spec`` is the human YAML Talos renders (camelCase keys)."""
-    import yaml
+    """The resource's spec as data: ``yaml_spec`` is the human YAML Talos renders (camelCase keys).
+
+    Go writes it, so it is read with Go's scalar rules: PyYAML's own would turn an unquoted MAC address such
+    as 52:54:00:12:34:56 into a base-60 integer.
+    """
+    from ._config.yamlio import dialect
 
     text = resource.spec.yaml_spec
-    # libyaml's safe loader when PyYAML has it: several times faster on the many small specs of a facts run
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if text else None
+    return dialect().load(text) if text else None
 
 
 async def get_resource(client, node, namespace, resource_type, resource_id, *, timeout=None):

@@ -42,6 +42,9 @@ class Dialect:
         self.loader = _loader_class(yaml)
         self.dumper = _dumper_class(yaml)
 
+    def load(self, text):
+        return self.yaml.load(text, Loader=self.loader)
+
     def load_all(self, text):
         return self.yaml.load_all(text, Loader=self.loader)
 
