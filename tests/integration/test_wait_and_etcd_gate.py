@@ -131,7 +131,9 @@ def test_an_unavailable_burst_on_events_before_the_action_is_survived(cluster):
     before = cluster.node(worker).boot_id
     result, _watch = reboot_and_wait(client_for(cluster, endpoints=cluster.control_planes[:1]), worker)
     assert result["boot_id_after"] == cluster.node(worker).boot_id != before
-    assert cluster.calls[(worker, EVENTS)] >= FAST_RETRY.attempts + 2
+    # every refusal and then the stream that opened; after the reboot the node may be confirmed through its
+    # machine status without another Events call, so no more is counted on
+    assert cluster.calls[(worker, EVENTS)] >= FAST_RETRY.attempts + 1
 
 
 def test_events_hanging_after_the_reboot_cost_one_short_deadline_each(cluster, monkeypatch):
