@@ -26,6 +26,8 @@ OPTIONS = {
     "try_timeout": {"type": "float", "default": 60.0},
     "confirm_try": {"type": "bool", "default": False},
     "force": {"type": "bool", "default": False},
+    "wait": {"type": "bool", "default": True},
+    "wait_timeout": {"type": "float", "default": 600.0},
 }
 REQUIRED_ONE_OF = [("config", "patches")]
 
@@ -145,13 +147,28 @@ async def apply_to_node(params, client, node, config, *, check_mode, diff, mask)
         result["reboot_required"] = mode == "staged" and changed
         return result
 
-    reply = await send_configuration(client, node, desired, mode, params)
+    # Talos 1.13 and older may reboot to apply: the watch opens before the apply so no part of it is missed
+    watch = None
+    if params.get("wait", True) and may_reboot(mode, version, insecure):
+        from ._wait import RebootWatch
+        watch = await RebootWatch.start(client, node)
+    try:
+        reply = await send_configuration(client, node, desired, mode, params)
+    except BaseException:
+        if watch is not None:
+            await watch.close()
+        raise
     applied = MODE_NAMES.get(reply.mode, mode)
     redact = _redactor(desired)
     result.update(mode=applied, mode_details=redact(reply.mode_details), confirmed_try=confirming,
                   warnings=[redact(w) for w in reply.warnings])
     result["reboot_required"] = reboot_required(applied, version)
     result["rebooted"] = applied == "reboot"
+    if watch is not None and applied == "reboot":
+        waited = await watch.wait(timeout=params.get("wait_timeout", 600.0))
+        result.update(boot_id_before=waited["boot_id_before"], boot_id_after=waited["boot_id_after"])
+    elif watch is not None:
+        await watch.close()
     if applied == "try":
         deadline = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=params["try_timeout"])
         result["try_rollback_at"] = deadline.isoformat(timespec="seconds")
@@ -169,6 +186,15 @@ def check_mode_supported(mode, version, insecure, node):
     if insecure and mode in ("no_reboot", "staged") and not supports(version, "image_service"):
         raise TalosError(f"Talos {version} in maintenance mode accepts only the auto, reboot and try modes.",
                          code="InvalidOption", node=node, hint="Use mode auto for a node in maintenance mode.")
+
+
+def may_reboot(mode, version, insecure):
+    """Whether applying in ``mode`` can reboot the node (and the task can follow it back up).
+
+    A node in maintenance mode installs and comes back asking for a client certificate, which an insecure
+    task does not have, so it is not followed.
+    """
+    return mode in ("reboot", "auto") and not insecure and not supports(version, "apply_auto_never_reboots")
 
 
 def reboot_required(applied, version):

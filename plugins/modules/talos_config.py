@@ -71,6 +71,18 @@ options:
         sent to a control plane by mistake is refused before sending otherwise).
     type: bool
     default: false
+  wait:
+    description:
+      - When the node reboots to apply the change (O(mode=auto) or O(mode=reboot) on Talos 1.13 and older), wait
+        until it is back up and ready, so the next task can reach it.
+      - The node's event stream is followed (with polling as the fallback), as M(talos.linux.talos_upgrade) does.
+      - Not done with O(insecure); a node leaving maintenance mode comes back asking for a client certificate.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds to wait for a rebooting node (see O(wait)); the task fails naming the node's last stage.
+    type: float
+    default: 600
 notes:
   - Needs the C(os:admin) role (reading the configuration is admin-only).
   - With O(insecure) the node is expected in maintenance mode (no configuration yet). A node that asks for a
@@ -157,6 +169,14 @@ rebooted:
   description: Whether the node rebooted to apply the change (C(auto) or C(reboot) on Talos 1.13 and older).
   returned: when a configuration was sent
   type: bool
+boot_id_before:
+  description: The node's boot ID before the reboot (O(wait) and the node rebooted).
+  returned: when the node rebooted and the task waited
+  type: str
+boot_id_after:
+  description: The node's boot ID once it was back; differs from RV(boot_id_before).
+  returned: when the node rebooted and the task waited
+  type: str
 try_rollback_at:
   description: When a configuration applied with C(mode=try) rolls back unless confirmed (UTC, ISO 8601).
   returned: when applied with mode try

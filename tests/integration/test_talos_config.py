@@ -138,11 +138,29 @@ def test_reboot_and_auto_modes_follow_the_version(tmp_path, cluster):
         assert reboot.rc != 0 and "no longer applies configuration with a reboot" in reboot.result("config", host)["msg"]
         assert cluster.calls[(address, APPLY)] == 1, "refused before sending"
     else:
-        assert reboot.rc == 0 and reboot.result("config", host)["rebooted"] is True
+        rebooted = reboot.result("config", host)
+        assert reboot.rc == 0 and rebooted["rebooted"] is True, reboot.output
+        # the task returned once the node was back: the next task reaches it without retrying
+        assert rebooted["boot_id_before"] != rebooted["boot_id_after"] == cluster.node(address).boot_id
 
     auto = run_playbook(tmp_path, play(patches=[{"machine": {"env": {"B": "2"}}}], mode="auto"), inventory)
     assert auto.rc == 0, auto.output
     assert auto.result("config", host)["mode"] == ("no_reboot" if newer else "reboot")
+    if not newer:
+        assert "boot_id_after" in auto.result("config", host)
+
+
+def test_wait_false_returns_while_the_node_reboots(tmp_path, cluster):
+    address, host, inventory = one_node(cluster, tmp_path)
+    newer = cluster.node(address).version >= "1.14"
+    boot_id = cluster.node(address).boot_id
+    patch = [{"machine": {"env": {"A": "1"}}}]
+    run = run_playbook(tmp_path, play(patches=patch, mode="auto" if newer else "reboot", wait=False), inventory)
+    assert run.rc == 0, run.output
+    result = run.result("config", host)
+    assert result["rebooted"] is not newer and "boot_id_after" not in result
+    cluster.wait_until_up(address)
+    assert (cluster.node(address).boot_id == boot_id) is newer
 
 
 def test_reader_certificate_is_refused_naming_os_admin(tmp_path, cluster):
