@@ -147,3 +147,96 @@ def test_recover_refuses_corrupt_snapshot(emulated_cluster):
     admin("EtcdRecover", requests=[common_pb2.Data(bytes=b"x" * 1056)])
     error = admin.error("Bootstrap", machine_pb2.BootstrapRequest(recover_etcd=True))
     assert "hash" in error.message
+
+
+def test_bootstrap_waits_for_readiness_and_time_sync(emulated_cluster):
+    cluster = emulated_cluster(control_planes=1, workers=1, bootstrapped=False)
+    admin = Caller(cluster)
+    node = cluster.control_planes[0]
+    cluster.hold_bootstrap(node, 60, reason="not-ready")
+    error = admin.error("Bootstrap", machine_pb2.BootstrapRequest())
+    assert (error.status, error.message) == (Status.FAILED_PRECONDITION, "bootstrap is not available yet")
+    error = admin.error("EtcdRecover", requests=[common_pb2.Data(bytes=b"x")])
+    assert (error.status, error.message) == (Status.FAILED_PRECONDITION, "etcd service is not ready for recovery yet")
+    cluster.clear_faults()
+    cluster.hold_bootstrap(node, 60, reason="time-sync")
+    error = admin.error("Bootstrap", machine_pb2.BootstrapRequest())
+    assert (error.status, error.message) == (Status.FAILED_PRECONDITION, "time is not in sync yet")
+    cluster.hold_bootstrap(node, 0, reason="time-sync")
+    admin("Bootstrap", machine_pb2.BootstrapRequest())
+    assert list(cluster.etcd_members()) == ["talos-cp-1"]
+    assert admin.error("Bootstrap", machine_pb2.BootstrapRequest()).status == Status.ALREADY_EXISTS
+    # a worker in its running stage has the recovery directory, then fails the control-plane check
+    assert admin.error("EtcdRecover", requests=[common_pb2.Data(bytes=b"x")], node=cluster.workers[0]).status == \
+        Status.UNIMPLEMENTED
+
+
+def test_bootstrap_on_an_old_worker_is_a_failed_precondition(emulated_cluster):
+    cluster = emulated_cluster(control_planes=1, workers=1, talos_version="1.12.4")
+    error = Caller(cluster).error("Bootstrap", machine_pb2.BootstrapRequest(), node=cluster.workers[0])
+    assert error.status == Status.FAILED_PRECONDITION and "control plane" in error.message
+
+
+def test_data_comes_back_from_a_snapshot_after_etcd_is_lost(emulated_cluster):
+    cluster = emulated_cluster(control_planes=3)
+    admin = Caller(cluster)
+    cluster.write_etcd("/registry/namespaces/prod", "prod")
+    cluster.write_etcd("/registry/configmaps/prod/settings", "colour=blue")
+    snapshot = _snapshot_bytes(admin("EtcdSnapshot", node=cluster.control_planes[1]))
+    cluster.write_etcd("/registry/configmaps/prod/later", "after the snapshot")
+
+    cluster.wipe_etcd()
+    assert cluster.read_etcd() == {} and cluster.etcd_members() == {}
+    assert admin.error("EtcdMemberList", machine_pb2.EtcdMemberListRequest()).status == Status.UNAVAILABLE
+    assert cluster.node(cluster.control_planes[0]).raw.services["etcd"].state == "Preparing"
+
+    target = cluster.control_planes[2]
+    admin("EtcdRecover", requests=[common_pb2.Data(bytes=snapshot[i:i + 4096])
+                                   for i in range(0, len(snapshot), 4096)], node=target)
+    admin("Bootstrap", machine_pb2.BootstrapRequest(recover_etcd=True), node=target)
+    assert sorted(cluster.etcd_members()) == ["talos-cp-1", "talos-cp-2", "talos-cp-3"]
+    assert cluster.read_etcd() == {"/registry/namespaces/prod": "prod",
+                                   "/registry/configmaps/prod/settings": "colour=blue"}
+    status = admin("EtcdStatus", node=target).messages[0].member_status
+    assert status.leader == status.member_id and status.db_size == len(snapshot) - 32
+
+
+def test_recover_refuses_bytes_that_are_not_an_etcd_database(emulated_cluster):
+    cluster = emulated_cluster(control_planes=1, bootstrapped=False)
+    admin = Caller(cluster)
+    body = b"\0" * 1024
+    admin("EtcdRecover", requests=[common_pb2.Data(bytes=body + hashlib.sha256(body).digest())])
+    error = admin.error("Bootstrap", machine_pb2.BootstrapRequest(recover_etcd=True))
+    assert error.status == Status.UNKNOWN and "not an etcd database" in error.message
+    assert cluster.etcd_members() == {}
+
+
+def test_a_snapshot_grows_to_hold_its_data(emulated_cluster):
+    cluster = emulated_cluster(control_planes=1, snapshot_size=512)
+    cluster.write_etcd("big", "x" * 5000)
+    data = _snapshot_bytes(Caller(cluster)("EtcdSnapshot"))
+    assert len(data) % 512 == 32 and len(data) > 5000
+    assert hashlib.sha256(data[:-32]).digest() == data[-32:]
+
+
+def test_defragment_shrinks_only_that_member(cluster, admin):
+    cp1, cp2 = cluster.control_planes[:2]
+    before = admin("EtcdStatus", node=cp1).messages[0].member_status
+    assert before.db_size > before.db_size_in_use
+    error = Caller(cluster, "reader").error("EtcdDefragment", node=cp1)
+    assert error.status == Status.PERMISSION_DENIED
+    Caller(cluster, "operator")("EtcdDefragment", node=cp1)
+    after = admin("EtcdStatus", node=cp1).messages[0].member_status
+    assert after.db_size < before.db_size and after.db_size - after.db_size_in_use < 512
+    assert admin("EtcdStatus", node=cp2).messages[0].member_status.db_size == before.db_size
+    assert len(_snapshot_bytes(admin("EtcdSnapshot", node=cp1))) == after.db_size + 32
+
+
+def test_member_list_query_local_needs_the_local_member(cluster, admin):
+    leaving = cluster.control_planes[2]
+    admin("EtcdLeaveCluster", node=leaving)
+    assert cluster.node(leaving).raw.services["etcd"].state == "Finished"
+    error = admin.error("EtcdMemberList", machine_pb2.EtcdMemberListRequest(query_local=True), node=leaving)
+    assert error.status == Status.UNAVAILABLE
+    members = admin("EtcdMemberList", machine_pb2.EtcdMemberListRequest(query_local=False), node=leaving)
+    assert sorted(m.hostname for m in members.messages[0].members) == ["talos-cp-1", "talos-cp-2"]

@@ -1,6 +1,7 @@
 """etcd RPCs and Bootstrap (talos-api.md §4.4). All are control-plane only."""
 from grpclib.const import Status
 
+from .. import node_resources
 from ..api import common_pb2, machine_pb2
 from ..etcd import ETCD_CLUSTER_VERSION, ETCD_VERSION, SnapshotVerifier, format_member_id
 from .base import fail, require_control_plane, rpc
@@ -17,6 +18,13 @@ def _etcd(call, api):
     return etcd
 
 
+def publish_etcd_members(cluster):
+    """Each node's EtcdMembers.etcd.talos.dev/local follows the member list."""
+    for node in cluster.nodes:
+        if node.up and node.is_control_plane:
+            node_resources.publish(node)
+
+
 def _local_member(call, etcd):
     member = etcd.member_at(call.node.address)
     if member is None or not call.node.etcd_running:
@@ -27,6 +35,8 @@ def _local_member(call, etcd):
 @rpc(M, "EtcdMemberList")
 async def member_list(call, request):
     etcd = _etcd(call, "etcd member list")
+    if request.query_local:  # asks this node's own etcd; otherwise any control plane's answers
+        _local_member(call, etcd)
     members = [machine_pb2.EtcdMember(id=m.id, hostname=m.hostname, peer_urls=m.peer_urls,
                                       client_urls=m.client_urls, is_learner=m.is_learner)
                for m in sorted(etcd.members.values(), key=lambda m: m.hostname)]
@@ -40,7 +50,7 @@ async def status(call, request):
     member = _local_member(call, etcd)
     leader = etcd.elect_leader()
     member_status = machine_pb2.EtcdMemberStatus(
-        member_id=member.id, protocol_version=ETCD_VERSION, db_size=etcd.db_size, db_size_in_use=etcd.db_size_in_use,
+        member_id=member.id, protocol_version=ETCD_VERSION, db_size=member.db_size, db_size_in_use=member.db_size_in_use,
         leader=leader.id if leader else 0, raft_index=etcd.raft_index, raft_term=etcd.raft_term,
         raft_applied_index=etcd.raft_index, errors=list(member.errors), is_learner=member.is_learner)
     if call.node.version.at_least(11):
@@ -58,6 +68,7 @@ async def leave_cluster(call, request):
     service = call.node.services.get("etcd")
     if service is not None:
         service.transition("Finished", "Service finished successfully", healthy=False)
+    publish_etcd_members(call.cluster)
     return machine_pb2.EtcdLeaveClusterResponse(messages=[machine_pb2.EtcdLeaveCluster()])
 
 
@@ -67,6 +78,7 @@ async def remove_member(call, request):
     if request.member_id not in etcd.members:
         fail(Status.NOT_FOUND, f"etcdserver: member not found: {format_member_id(request.member_id)}")
     etcd.remove_member(request.member_id)
+    publish_etcd_members(call.cluster)
     return machine_pb2.EtcdRemoveMemberByIDResponse(messages=[machine_pb2.EtcdRemoveMemberByID()])
 
 
@@ -84,17 +96,23 @@ async def forfeit_leadership(call, request):
 @rpc(M, "EtcdSnapshot")
 async def snapshot(call, request):
     etcd = _etcd(call, "etcd snapshot")
-    _local_member(call, etcd)
-    for chunk in etcd.snapshot_chunks():
+    member = _local_member(call, etcd)
+    for chunk in etcd.snapshot_chunks(member):
         yield common_pb2.Data(bytes=chunk)
 
 
 @rpc(M, "EtcdRecover")
 async def recover(call, requests):
-    """Client stream of common.Data: the snapshot Bootstrap{recover_etcd} restores from."""
-    require_control_plane(call, "etcd recover")
+    """Client stream of common.Data: the snapshot Bootstrap{recover_etcd} restores from.
+
+    The recovery directory is checked before the control-plane check: until the boot reaches the point
+    where etcd waits, the answer is FailedPrecondition, on any node.
+    """
     node = call.node
-    if node.stage not in ("running", "booting") or "etcd" not in node.services:
+    if node.stage not in ("running", "booting") or call.cluster.etcd.not_ready(node.address):
+        fail(Status.FAILED_PRECONDITION, "etcd service is not ready for recovery yet")
+    require_control_plane(call, "etcd recover")
+    if "etcd" not in node.services:
         fail(Status.FAILED_PRECONDITION, "etcd service is not ready for recovery yet")
     verifier = SnapshotVerifier()
     async for message in requests:
@@ -106,8 +124,7 @@ async def recover(call, requests):
 @rpc(M, "EtcdDefragment")
 async def defragment(call, request):
     etcd = _etcd(call, "etcd defragment")
-    _local_member(call, etcd)
-    etcd.db_size = max(etcd.db_size_in_use // 512 * 512, 512)
+    etcd.defragment(_local_member(call, etcd))
     return machine_pb2.EtcdDefragmentResponse(messages=[machine_pb2.EtcdDefragment()])
 
 
@@ -171,22 +188,29 @@ async def downgrade_cancel(call, request):
 
 @rpc(M, "Bootstrap")
 async def bootstrap(call, request):
+    """Refusals in the order machined checks: role of the node, readiness, time sync, then the data directory."""
     node, etcd = call.node, call.cluster.etcd
-    if not node.is_control_plane:
-        if node.version.bootstrap_on_worker_unimplemented:
-            fail(Status.UNIMPLEMENTED, "bootstrap is only available on control plane nodes")
-        fail(Status.FAILED_PRECONDITION, "bootstrap is not available yet: not a control plane node")
-    if node.stage != "running":
+    if not node.is_control_plane and node.version.bootstrap_on_worker_unimplemented:
+        fail(Status.UNIMPLEMENTED, "bootstrap is only available on control plane nodes")
+    if node.stage != "running" or etcd.not_ready(node.address):
         fail(Status.FAILED_PRECONDITION, "bootstrap is not available yet")
+    if not node.is_control_plane:
+        fail(Status.FAILED_PRECONDITION, "bootstrap can only be performed on a control plane node")
+    if etcd.time_unsynced(node.address):
+        fail(Status.FAILED_PRECONDITION, "time is not in sync yet")
     if etcd.bootstrapped:
         fail(Status.ALREADY_EXISTS, "etcd data directory is not empty")
     if request.recover_etcd:
         uploaded = etcd.recovery_snapshots.pop(node.address, None)
         if uploaded is None:
-            fail(Status.UNKNOWN, "failed to recover etcd: open /var/lib/etcd/snapshot.db: no such file or directory")
+            fail(Status.UNKNOWN, "failed to recover etcd: open /var/lib/etcd.snapshot: no such file or directory")
         if not request.recover_skip_hash_check and not uploaded.valid:
             fail(Status.UNKNOWN, "failed to recover etcd: snapshot file hash mismatch")
-        etcd.set_snapshot_size(max(uploaded.size - 32, 512))
+        problem = etcd.restore(uploaded, node.address, node.hostname)
+        if problem is not None:
+            fail(Status.UNKNOWN, f"failed to recover etcd: {problem}")
+    else:
+        etcd.revision = 1
     etcd.bootstrapped = True
     for other in call.cluster.nodes:
         if other.is_control_plane and other.up:
@@ -197,4 +221,5 @@ async def bootstrap(call, request):
                 etcd.add_member(other.address, other.hostname)
     etcd.leader_id = etcd.member_at(node.address).id
     etcd.elect_leader()
+    publish_etcd_members(call.cluster)
     return machine_pb2.BootstrapResponse(messages=[machine_pb2.Bootstrap()])
