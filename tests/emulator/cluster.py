@@ -15,6 +15,7 @@ from grpclib.const import Status
 
 from . import pki, rbac, sequences
 from .api import method_by_name
+from .rpcs.etcd import publish_etcd_members
 from .runtime import ClusterRuntime
 
 START_TIMEOUT = 30.0
@@ -250,13 +251,15 @@ class EmulatedCluster:
         self.runtime.faults.fail_upgrade(image, exit_code)
 
     def clear_faults(self):
-        """Remove every injected fault, etcd error and alarm (nodes taken down stay down)."""
+        """Remove every injected fault, etcd error, alarm and bootstrap hold (nodes taken down stay down)."""
         self.runtime.faults.clear()
 
         def clear_etcd():
             for member in self.runtime.etcd.members.values():
                 member.errors = []
             self.runtime.etcd.alarms.clear()
+            self.runtime.etcd.not_ready_until.clear()
+            self.runtime.etcd.time_unsynced_until.clear()
         self._on_loop(clear_etcd)
 
     def set_apply_delay(self, seconds):
@@ -324,6 +327,44 @@ class EmulatedCluster:
         if alarm not in ("NOSPACE", "CORRUPT"):
             raise ValueError(f"alarm must be NOSPACE or CORRUPT, not {alarm!r}")
         self._on_loop(lambda: self.runtime.etcd.raise_alarm(self._member(address).id, alarm))
+
+    def hold_bootstrap(self, address, seconds, reason="not-ready"):
+        """For `seconds`, the node is not yet where its boot lets etcd start.
+
+        reason "not-ready": Bootstrap answers FailedPrecondition "bootstrap is not available yet" and
+        EtcdRecover "etcd service is not ready for recovery yet"; "time-sync": Bootstrap answers
+        FailedPrecondition "time is not in sync yet".
+        """
+        self._node(address)
+        self._on_loop(self.runtime.etcd.hold, address, seconds, reason)
+
+    def wipe_etcd(self):
+        """Lose etcd: every member's data directory is gone. The control planes' etcd services wait for
+        Bootstrap again (a recovery from a snapshot, or a fresh cluster); the data is gone too."""
+        def wipe():
+            self.runtime.etcd.wipe()
+            for node in self.runtime.nodes:
+                service = node.services.get("etcd")
+                if service is not None:
+                    service.transition("Preparing", "Waiting for bootstrap", unknown=True)
+            publish_etcd_members(self.runtime)
+        self._on_loop(wipe)
+
+    def write_etcd(self, key, value):
+        """Store `key` = `value` (strings) in the emulated etcd, as a Kubernetes write would."""
+        def put():
+            if not self.runtime.etcd.bootstrapped:
+                raise RuntimeError("etcd is not running: the cluster has not been bootstrapped")
+            self.runtime.etcd.put(key, value)
+        self._on_loop(put)
+
+    def read_etcd(self):
+        """{key: value} of everything the emulated etcd holds ({} when wiped or never bootstrapped)."""
+        return self._on_loop(lambda: dict(self.runtime.etcd.data))
+
+    def etcd_members(self):
+        """{hostname: member id (16 hex digits)} of the current etcd members."""
+        return self._on_loop(lambda: {m.hostname: f"{m.id:016x}" for m in self.runtime.etcd.members.values()})
 
     def __repr__(self):
         state = "running" if self._thread else "stopped"
