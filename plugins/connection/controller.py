@@ -12,8 +12,8 @@ author: talos.linux maintainers (@talos-linux-ansible)
 description:
   - Talos nodes have no shell, no SSH and no Python; every talos.linux module runs on the controller and
     talks to the node over the Talos API. This connection runs tasks on the controller exactly like
-    M(ansible.builtin.local) does, and also tells module processes which Talos node the host is.
-  - The M(talos.linux.talosconfig) inventory sets it for every host, so that C(gather_facts) (which runs
+    P(ansible.builtin.local#connection) does, and also tells module processes which Talos node the host is.
+  - The P(talos.linux.talosconfig#inventory) inventory sets it for every host, so that C(gather_facts) (which runs
     M(talos.linux.talos_facts) as a module process) reaches the right node without any task arguments.
   - Module options given in the task or in C(module_defaults) always win over these host variables.
 extends_documentation_fragment: []

@@ -13,7 +13,7 @@ options:
   talosconfig:
     description:
       - Path of the talosconfig file, as written by C(talosctl gen config) or C(talosctl config new).
-      - If not set, the host variable C(talos_config_path) (set by the M(talos.linux.talosconfig) inventory)
+      - If not set, the host variable C(talos_config_path) (set by the P(talos.linux.talosconfig#inventory) inventory)
         is used, then the environment variable E(TALOSCONFIG), then E(TALOS_HOME)C(/config), then
         C(~/.talos/config), as C(talosctl) does. A missing file is an error; it is never created.
     type: path
@@ -87,6 +87,6 @@ requirements:
 notes:
   - The modules run on the Ansible controller (or on the host the task is delegated to) and talk to the
     nodes over the Talos API with mutual TLS; Talos nodes need no SSH and no Python.
-  - A task whose connection is local or M(talos.linux.controller) runs in the controller's worker process
+  - A task whose connection is local or P(talos.linux.controller#connection) runs in the controller's worker process
     (the action plugin); with C(async) or C(delegate_to) another host it runs as a module on that host.
 """

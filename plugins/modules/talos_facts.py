@@ -13,7 +13,7 @@ author: talos.linux maintainers (@talos-linux-ansible)
 description:
   - Reads what a Talos node is and how it is doing, through the Talos API, and returns it as
     C(ansible_facts) named C(talos_*). Changes nothing.
-  - Used by C(gather_facts) for hosts of the M(talos.linux.talosconfig) inventory, which sets
+  - Used by C(gather_facts) for hosts of the P(talos.linux.talosconfig#inventory) inventory, which sets
     C(ansible_facts_modules) to this module.
   - With O(nodes), one task reads many nodes concurrently and returns their facts keyed by node, plus the
     errors of nodes that could not be read.
@@ -192,7 +192,7 @@ ansible_facts:
                db_size: 20480, db_size_in_use: 16384, raft_index: 1200, raft_term: 3, protocol_version: 3.5.0,
                errors: [], members: []}
 nodes:
-  description: Facts by node, as in RV(ansible_facts), when the task targets several nodes.
+  description: Facts by node, as in C(ansible_facts), when the task targets several nodes.
   returned: when the task targets several nodes
   type: dict
   sample: {10.0.0.2: {talos_hostname: talos-cp-1, talos_ready: true}}
