@@ -129,8 +129,9 @@ class _Tries:
     the deadline run out; ``failed()`` raises at once what must not be retried.
     """
 
-    def __init__(self, client, method, node, timeout):
+    def __init__(self, client, method, node, timeout, rounds=None):
         self.client, self.method, self.node = client, method, node
+        self.rounds = client.retry.attempts if rounds is None else rounds
         self.timeout = client.timeout if timeout is None else timeout
         self.deadline = time.monotonic() + self.timeout
         self.failures = []
@@ -140,7 +141,7 @@ class _Tries:
     async def next(self):
         if not self.queue:
             self.round += 1
-            if self.round >= self.client.retry.attempts:
+            if self.round >= self.rounds:
                 raise self.client._exhausted(self.method, self.node, self.failures)
             pause = self.client.retry.delay(self.round - 1, self.client._rng)
             await asyncio.sleep(max(0.0, min(pause, self.deadline - time.monotonic())))
@@ -263,8 +264,12 @@ class TalosClient:
 
     # --- calls ----------------------------------------------------------------------------------------
 
-    async def call(self, rpc, request=None, *, node=None, timeout=None):
-        """A unary call to one node (``node=None``: the endpoint itself answers)."""
+    async def call(self, rpc, request=None, *, node=None, timeout=None, rounds=None):
+        """A unary call to one node (``node=None``: the endpoint itself answers).
+
+        ``rounds`` overrides the retry policy's rounds over the endpoints (1: each endpoint once, no backoff),
+        for callers that run their own retry loop, such as a reboot watch.
+        """
         method = rpc_method(rpc)
         request = self._request(method, request)
 
@@ -274,16 +279,16 @@ class TalosClient:
             await stream.recv_trailing_metadata()
             return reply
 
-        return await self._with_retries(method, node, timeout, attempt)
+        return await self._with_retries(method, node, timeout, attempt, rounds)
 
-    async def stream(self, rpc, request=None, *, node=None, timeout=None):
+    async def stream(self, rpc, request=None, *, node=None, timeout=None, rounds=None):
         """A server stream, yielded message by message as it arrives (never buffered whole).
 
         Retried like a unary call until the first message arrives; after that a failure ends the stream.
         """
         method = rpc_method(rpc)
         request = self._request(method, request)
-        tries = _Tries(self, method, node, timeout)
+        tries = _Tries(self, method, node, timeout, rounds)
         received = 0
         while True:
             endpoint, remaining = await tries.next()
@@ -404,8 +409,8 @@ class TalosClient:
                 raise _NotSent() from exc
             yield stream
 
-    async def _with_retries(self, method, node, timeout, attempt):
-        tries = _Tries(self, method, node, timeout)
+    async def _with_retries(self, method, node, timeout, attempt, rounds=None):
+        tries = _Tries(self, method, node, timeout, rounds)
         while True:
             endpoint, remaining = await tries.next()
             try:

@@ -21,10 +21,10 @@ def yaml_spec(resource):
     return dialect().load(text) if text else None
 
 
-async def get_resource(client, node, namespace, resource_type, resource_id, *, timeout=None):
+async def get_resource(client, node, namespace, resource_type, resource_id, *, timeout=None, rounds=None):
     """One resource, or TalosError(code NotFound) when it does not exist."""
     reply = await client.call("State/Get", {"namespace": namespace, "type": resource_type, "id": resource_id},
-                              node=node, timeout=timeout)
+                              node=node, timeout=timeout, rounds=rounds)
     return reply.resource
 
 

@@ -188,7 +188,10 @@ class RebootWatch:
     # --- the Events stream ----------------------------------------------------------------------------
 
     async def _open_stream(self, *, tail_events, lifetime, first_message_timeout):
-        stream = self.client.stream("Events", {"tail_events": tail_events}, node=self.node, timeout=lifetime)
+        # one round over the endpoints: this watch retries itself, at its own pace (the client's backoff
+        # would sleep through the moment the node comes back)
+        stream = self.client.stream("Events", {"tail_events": tail_events}, node=self.node, timeout=lifetime,
+                                    rounds=1)
         try:
             first = await asyncio.wait_for(_next_message(stream), first_message_timeout)
         except asyncio.TimeoutError:
@@ -293,7 +296,7 @@ class RebootWatch:
 
     async def _machine_status(self, timeout):
         resource = await get_resource(self.client, self.node, "runtime", "MachineStatuses.runtime.talos.dev",
-                                      "machine", timeout=timeout)
+                                      "machine", timeout=timeout, rounds=1)
         return yaml_spec(resource) or {}
 
     def _take_machine_status(self, spec):
