@@ -1,6 +1,6 @@
 """The talos.linux.talosconfig inventory plugin: real `ansible-inventory --list` runs against the emulator.
 
-Golden files: every case writes its normalised output next to its configuration in tests/integration/inventory/
+Golden files: every case writes its normalised output next to its configuration in tests/integration/inventory_golden/
 (node addresses become NODE1..., the talosconfig path TALOSCONFIG). `TALOS_GOLDEN_WRITE=1` rewrites them.
 """
 
@@ -20,7 +20,7 @@ from ansible_collections.talos.linux.plugins.module_utils._talosconfig import lo
 from tests.integration.playbook import ansible_env, run_inventory, run_playbook
 
 HERE = pathlib.Path(__file__).resolve().parent
-CASES = HERE / "inventory"
+CASES = HERE / "inventory_golden"
 WRITE_GOLDEN = os.environ.get("TALOS_GOLDEN_WRITE") == "1"
 LIST_MEMBERS = "/cosi.resource.State/List"
 # Only this plugin, and an unparsable source is an error: the failure is ours, said once, with rc != 0.
@@ -118,7 +118,7 @@ def normalise(data, clusters, talosconfig):
 
 
 def assert_golden(case, data, clusters, talosconfig):
-    """Compare with tests/integration/inventory/<case>.json (TALOS_GOLDEN_WRITE=1 writes it instead)."""
+    """Compare with tests/integration/inventory_golden/<case>.json (TALOS_GOLDEN_WRITE=1 writes it instead)."""
     got = normalise(data, clusters, talosconfig)
     path = CASES / f"{case}.json"
     if WRITE_GOLDEN:
