@@ -18,7 +18,7 @@ PROTOBUF_OLDEST ?= 5.29.0
 PROTOBUF_NEWEST ?= 7.36.2
 
 .PHONY: venv demo test test-unit test-emulator test-integration test-protobuf-range sanity check-wire bench protos \
-	protos-from-wire clean
+	protos-from-wire clean units integration-ansible-test
 
 venv: $(VENV)/.installed
 
@@ -54,6 +54,14 @@ test-protobuf-range: venv
 # ansible-test sanity on a copy under .cache/sanity/ansible_collections/talos/linux (no docker needed).
 sanity: venv
 	$(PY) hack/sanity.py
+
+# ansible-test units in its own venv of tests/unit/requirements.txt (kept in .cache/units; the first run installs).
+units: venv
+	$(PY) hack/run_ansible_test.py units
+
+# ansible-test integration --local with the venv's Python: tests/integration/targets against the emulator.
+integration-ansible-test: venv
+	$(PY) hack/run_ansible_test.py integration
 
 check-wire:
 	@if [ -x $(SHARED)/tools/check-wire ]; then CHECK_WIRE_PYTHON=$(PY) $(SHARED)/tools/check-wire; \
