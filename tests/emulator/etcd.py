@@ -89,8 +89,7 @@ class EtcdCluster:
 
     def defragment(self, member):
         """The member's database file shrinks to what is in use."""
-        member.db_size = self._aligned(member.db_size_in_use)
-        member.db_size_in_use = min(member.db_size_in_use, member.db_size)
+        member.db_size = -(-member.db_size_in_use // SNAPSHOT_ALIGNMENT) * SNAPSHOT_ALIGNMENT
 
     # Raft progress advances with time, so consecutive status calls look like a live cluster.
     @property
