@@ -14,12 +14,15 @@ encrypting) lives in _etcd_snapshot.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 
 from ._errors import TalosError, allowed_roles, short_rpc
-from ._etcd_gate import member_id_hex
+from ._etcd_gate import (_control_planes, _member_nodes, forfeit_leadership_if_leader, member_id_hex,
+                         wait_for_etcd_member_healthy)
 from ._etcd_snapshot import OPTIONS_SNAPSHOT
+from ._upgrade import machine_type
 
 STATES = ("info", "bootstrapped", "absent", "leader_forfeited", "snapshot", "recovered", "defragmented",
           "alarms_disarmed")
@@ -144,8 +147,6 @@ async def etcd_call(client, rpc, request=None, *, node, timeout=None):
 
 
 async def require_control_plane(client, node):
-    from ._upgrade import machine_type
-
     kind = await machine_type(client, node)
     if kind not in CONTROL_PLANE_TYPES:
         raise not_a_control_plane(node or "(the endpoint)", kind or "unconfigured")
@@ -177,8 +178,6 @@ async def member_nodes(client, through, members, timeout):
 
     Discovery needs a role that reads COSI (os:etcd:backup does not): the peer URLs then suffice.
     """
-    from ._etcd_gate import _control_planes, _member_nodes
-
     try:
         control_planes = await _control_planes(client, through, timeout)
     except TalosError:
@@ -362,8 +361,6 @@ async def bootstrap_node(client, node, request, wait_timeout):
 
 
 async def bootstrap(params, client, node, check_mode):
-    from ._etcd_gate import wait_for_etcd_member_healthy
-
     require_role(client, "MachineService/Bootstrap", "bootstrapped")
     await require_control_plane(client, node)
     status = await running_member(client, node)
@@ -503,8 +500,6 @@ async def remove_member(params, client, through, check_mode):
 # --- state leader_forfeited ---------------------------------------------------------------------------
 
 async def forfeit_leadership(params, client, node, check_mode):
-    from ._etcd_gate import forfeit_leadership_if_leader
-
     require_role(client, "MachineService/EtcdForfeitLeadership", "leader_forfeited")
     status = (await etcd_call(client, "EtcdStatus", node=node)).messages[0].member_status
     result = {"changed": False, "member_id": member_id_hex(status.member_id),
@@ -598,7 +593,6 @@ async def running_etcd(client, node):
 
 async def recover(params, client, node, check_mode):
     """Verify the snapshot, upload it with EtcdRecover, bootstrap from it, and wait for the member."""
-    from ._etcd_gate import wait_for_etcd_member_healthy
     from ._etcd_snapshot import snapshot_chunks, verify_snapshot_file
 
     require_role(client, "MachineService/EtcdRecover", "recovered")
@@ -673,8 +667,6 @@ def encrypted_snapshot(src):
 
 def unchecked_snapshot_file(src):
     """What recover_skip_hash_check still requires of src: a readable, non-empty regular file."""
-    import os
-
     try:
         info = os.stat(src)
         readable = os.access(src, os.R_OK)
