@@ -41,7 +41,8 @@ def run_on(tmp_path, cluster, address, *extra, role="admin", **args):
 
 def localhost_inventory(tmp_path):
     inventory = tmp_path / "localhost"
-    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter={{ ansible_playbook_python }}\n")
+    inventory.write_text("localhost ansible_connection=local "
+                         "ansible_python_interpreter={{ ansible_playbook_python }}\n")
     return inventory
 
 

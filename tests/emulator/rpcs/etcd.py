@@ -50,7 +50,8 @@ async def status(call, request):
     member = _local_member(call, etcd)
     leader = etcd.elect_leader()
     member_status = machine_pb2.EtcdMemberStatus(
-        member_id=member.id, protocol_version=ETCD_VERSION, db_size=member.db_size, db_size_in_use=member.db_size_in_use,
+        member_id=member.id, protocol_version=ETCD_VERSION, db_size=member.db_size,
+        db_size_in_use=member.db_size_in_use,
         leader=leader.id if leader else 0, raft_index=etcd.raft_index, raft_term=etcd.raft_term,
         raft_applied_index=etcd.raft_index, errors=list(member.errors), is_learner=member.is_learner)
     if call.node.version.at_least(11):
