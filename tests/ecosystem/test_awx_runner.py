@@ -142,6 +142,12 @@ def test_the_credential_type_is_one_awx_accepts(credential_type):
         check_credential_type(credential_type["inputs"], {"env": {"TALOS_CONTEXT": "{{ context }}"}})
 
 
+def test_the_guide_shows_the_files_the_tests_use():
+    guide = (ROOT / "docs" / "awx.md").read_text()
+    for name in ("credential_type_inputs.yml", "credential_type_injectors.yml", "cluster.talos.yml"):
+        assert (ROOT / "docs" / "awx" / name).read_text() in guide, f"docs/awx.md does not show docs/awx/{name}"
+
+
 def test_a_job_with_the_inventory_source_and_a_talosconfig_credential(
         tmp_path, emulated_cluster, installed_collection, credential_type, runner_environment):
     cluster = emulated_cluster(control_planes=1, workers=1)
