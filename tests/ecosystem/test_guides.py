@@ -6,6 +6,8 @@ A guide's fenced ``yaml`` blocks are snippets of exactly these kinds, told apart
 - an inventory source (``plugin: talos.linux.talosconfig``): listed with ansible-inventory, must yield hosts;
 - a YAML inventory (groups of ``hosts``, ``children``, ``vars``): facts are gathered through it from every host;
 - a task file: named by a first-line comment (``# hooks/drain.yml``) and used by one of the guide's playbooks;
+  a list of tasks without a name runs in a play on localhost;
+- a fragment (YAML that does not parse alone): must parse as the continuation of the guide's previous block;
 - any other YAML (a requirements file, variables): must parse; when named, it is written where it says.
 
 A block of any language whose first line is a comment naming a path (``# templates/node.yaml.j2``) is written to
@@ -16,10 +18,12 @@ The guides use the addresses ``talosctl cluster create`` gives its nodes (10.5.0
 first); they are mapped to the emulated nodes'. What a guide says comes from elsewhere is made from the emulated
 cluster: the talosconfig (at ``talosconfig``, ``secrets/talosconfig`` and ``~/.talos/config``) and the output of
 ``talosctl gen config`` (``configs/controlplane.yaml``, ``configs/worker.yaml``). kubernetes.core is a stand-in
-collection whose ``k8s_drain`` takes the real module's options and records every call.
+collection whose ``k8s_drain`` takes the real module's options and records every call; awx.awx likewise has a
+``credential_type`` that checks what it is given.
 """
 
 import json
+import pathlib
 import re
 import subprocess
 import textwrap
@@ -40,6 +44,10 @@ CONTEXT = "prod"
 CLUSTER = {"control_planes": 3, "workers": 2, "talos_version": "1.13.5", "reboot_seconds": 0.2, "name": CONTEXT}
 CLUSTER_BY_GUIDE = {
     "configuration.md": {"maintenance_nodes": (4,)},   # 10.5.0.6 waits in maintenance mode for its first config
+}
+# Files a guide links to and its snippets read, copied next to its playbooks.
+FILES_BY_GUIDE = {
+    "awx.md": {name: f"docs/awx/{name}" for name in ("credential_type_inputs.yml", "credential_type_injectors.yml")},
 }
 
 # The real kubernetes.core.k8s_drain's options (auth options trimmed to those a hook would use), recording calls.
@@ -86,6 +94,43 @@ if __name__ == "__main__":
 '''
 
 
+# awx.awx.credential_type as far as a guide uses it: the inputs and injectors must be what AWX takes.
+CREDENTIAL_TYPE = '''\
+#!/usr/bin/python
+from __future__ import annotations
+
+DOCUMENTATION = """
+module: credential_type
+short_description: Test stand-in for awx.awx.credential_type that checks its inputs and injectors
+description: Takes the options of awx.awx.credential_type and checks the shape AWX requires.
+author: talos.linux tests
+options: {}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        name=dict(type="str", required=True), new_name=dict(type="str"), description=dict(type="str"),
+        kind=dict(type="str", choices=["ssh", "vault", "net", "scm", "cloud", "insights"]),
+        inputs=dict(type="dict"), injectors=dict(type="dict"),
+        state=dict(type="str", default="present", choices=["present", "absent", "exists"]),
+    ), supports_check_mode=True)
+    fields = (module.params["inputs"] or {}).get("fields")
+    if not isinstance(fields, list) or not all(isinstance(f, dict) and {"id", "label"} <= set(f) for f in fields):
+        module.fail_json(msg="inputs.fields must be a list of fields with id and label")
+    unknown = set(module.params["injectors"] or {}) - {"file", "env", "extra_vars"}
+    if unknown:
+        module.fail_json(msg="unknown injector kinds: %s" % ", ".join(sorted(unknown)))
+    module.exit_json(changed=True, name=module.params["name"])
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
 @dataclass
 class Snippet:
     guide: str
@@ -106,7 +151,10 @@ class Snippet:
     def kind(self):
         if self.lang != "yaml":
             return "file" if self.name else None
-        data = self.data
+        try:
+            data = self.data
+        except yaml.YAMLError:
+            return "fragment"
         if isinstance(data, list) and data and all(isinstance(p, dict) and "hosts" in p for p in data):
             return "playbook"
         if isinstance(data, dict) and data.get("plugin") == "talos.linux.talosconfig":
@@ -134,6 +182,11 @@ def snippets(path):
         line = text.count("\n", 0, match.start()) + 1
         found.append(Snippet(str(path.relative_to(ROOT)), line, match.group("lang"), body))
     return [s for s in found if s.lang == "yaml" or s.name]
+
+
+def previous_yaml(guide_snippets, snippet):
+    earlier = [s for s in guide_snippets if s.lang == "yaml" and s.line < snippet.line]
+    return earlier[-1] if earlier else None
 
 
 def guides_with_snippets():
@@ -175,10 +228,14 @@ def lay_out(workdir, home, cluster, guide_snippets, drain_log):
         (workdir / name).write_text(text)
     (home / ".talos").mkdir(parents=True)
     (home / ".talos" / "config").write_text(talosconfig)
-    stub = home / "stub-collections" / "ansible_collections" / "kubernetes" / "core" / "plugins" / "modules"
-    stub.mkdir(parents=True)
-    (stub / "k8s_drain.py").write_text(K8S_DRAIN.format(log=str(drain_log)))
-    return home / "stub-collections"
+    for name, source in FILES_BY_GUIDE.get(pathlib.Path(guide_snippets[0].guide).name, {}).items():
+        (workdir / name).write_text((ROOT / source).read_text())
+    stubs = home / "stub-collections" / "ansible_collections"
+    for collection, module, code in (("kubernetes/core", "k8s_drain", K8S_DRAIN.format(log=str(drain_log))),
+                                     ("awx/awx", "credential_type", CREDENTIAL_TYPE)):
+        (stubs / collection / "plugins" / "modules").mkdir(parents=True)
+        (stubs / collection / "plugins" / "modules" / f"{module}.py").write_text(code)
+    return stubs.parent
 
 
 def on_emulator(text, cluster):
@@ -236,9 +293,19 @@ def test_guide_snippets_run(tmp_path, emulated_cluster, guide):
 
     playbooks = [s for s in guide_snippets if s.kind == "playbook"]
     for snippet in guide_snippets:
-        if snippet.kind in ("tasks", "file"):
-            assert snippet.name, f"{snippet}: a task file needs a first-line comment naming its path"
+        if snippet.kind in ("tasks", "file") and snippet.name:
             assert any(snippet.name in p.text for p in playbooks), f"{snippet}: no playbook of the guide uses it"
+        elif snippet.kind == "tasks":
+            play = [{"name": f"Tasks of {snippet}", "hosts": "localhost", "gather_facts": False,
+                     "tasks": yaml.safe_load(on_emulator(snippet.text, cluster))}]
+            path = workdir / f"snippet-{snippet.line}.yml"
+            path.write_text(yaml.safe_dump(play, sort_keys=False))
+            run = run_playbook(workdir, path, workdir / "cluster.talos.yml", env=env)
+            assert run.rc == 0, f"{snippet} failed:\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
+        elif snippet.kind == "fragment":
+            before = previous_yaml(guide_snippets, snippet)
+            assert before, f"{snippet} does not parse and continues no earlier block"
+            yaml.safe_load(before.text + snippet.text)
         elif snippet.kind == "inventory":
             source = workdir / (snippet.name or f"snippet-{snippet.line}.talos.yml")
             source.write_text(on_emulator(snippet.text, cluster))
