@@ -18,7 +18,7 @@ PROTOBUF_OLDEST ?= 5.29.0
 PROTOBUF_NEWEST ?= 7.36.2
 
 .PHONY: venv demo test test-unit test-emulator test-integration test-protobuf-range sanity check-wire bench protos \
-	protos-from-wire clean units integration-ansible-test
+	protos-from-wire clean units integration-ansible-test test-molecule lint
 
 venv: $(VENV)/.installed
 
@@ -62,6 +62,18 @@ units: venv
 # ansible-test integration --local with the venv's Python: tests/integration/targets against the emulator.
 integration-ansible-test: venv
 	$(PY) hack/run_ansible_test.py integration
+
+# molecule test --all from the repository root: the scenarios of extensions/molecule/, each on an emulated cluster.
+# molecule runs the venv's ansible-playbook from PATH; its working files go to .cache/molecule/, not ~/.ansible.
+test-molecule: venv
+	$(PY) -c 'from tests.emulator._import_path import ensure_collection_importable; ensure_collection_importable()'
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ANSIBLE_HOME="$(CURDIR)/.cache/molecule/$(VENV)" $(VENV)/bin/molecule test --all
+
+# ansible-lint, production profile (.ansible-lint), offline, with talos.linux from .collections.
+lint: venv
+	$(PY) -c 'from tests.emulator._import_path import ensure_collection_importable; ensure_collection_importable()'
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ANSIBLE_HOME="$(CURDIR)/.cache/ansible-lint" \
+	ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/.collections" $(VENV)/bin/ansible-lint examples roles extensions/molecule
 
 check-wire:
 	@if [ -x $(SHARED)/tools/check-wire ]; then CHECK_WIRE_PYTHON=$(PY) $(SHARED)/tools/check-wire; \
