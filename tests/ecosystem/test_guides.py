@@ -259,21 +259,42 @@ FACTS_THROUGH_INVENTORY = """
 
 
 # --- what some snippets need around them ----------------------------------------------------------------------
+# Keyed by (guide, the first play's name): what the situation a snippet is written for needs (BEFORE), and what
+# proves the snippet did its job beyond succeeding (AFTER). Every key must find its snippet.
+ETCD_CHECK_KEY, ETCD_CHECK_VALUE = "/registry/guides/etcd", "written before the backup"
 
-def drained_then_uncordoned(cluster, drain_log, run):
+
+def drained_then_uncordoned(cluster, run, tmp_path):
     """The drain hooks ran for every upgraded node, drain before uncordon, with the documented delete options."""
-    calls = [json.loads(line) for line in drain_log.read_text().splitlines()] if drain_log.exists() else []
-    upgraded = [cluster.node(a).hostname for a in cluster.addresses]
+    log = tmp_path / "k8s_drain.jsonl"
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     assert calls, f"the drain hooks never ran:\n{run.stdout[-3000:]}"
-    for host in upgraded:
+    for host in (cluster.node(a).hostname for a in cluster.addresses):
         states = [c["state"] for c in calls if c["name"] == host]
         assert states == ["drain", "uncordon"], f"{host}: {states}"
     assert all(c["delete_options"]["ignore_daemonsets"] for c in calls if c["state"] == "drain")
 
 
-# Checks after a snippet, keyed by (guide, first play's name); each must find its snippet.
+def restored_from_the_backup(cluster, run, tmp_path):
+    assert cluster.read_etcd().get(ETCD_CHECK_KEY) == ETCD_CHECK_VALUE, "etcd holds what the snapshot held"
+
+
+def alarm_disarmed(cluster, run, tmp_path):
+    assert run.result("Disarm them")["changed"] is True
+
+
+BEFORE = {
+    ("docs/etcd.md", "Back up etcd"): lambda cluster: cluster.write_etcd(ETCD_CHECK_KEY, ETCD_CHECK_VALUE),
+    ("docs/etcd.md", "Clear etcd alarms once their cause is fixed"):
+        lambda cluster: cluster.raise_alarm(cluster.control_planes[0], "NOSPACE"),
+    ("docs/etcd.md", "Remove the etcd member of a dead control plane"):
+        lambda cluster: cluster.take_down(cluster.control_planes[1]),
+    ("docs/etcd.md", "Restore etcd from the newest snapshot"): lambda cluster: cluster.wipe_etcd(),
+}
 AFTER = {
     ("docs/upgrades.md", "Rolling upgrade with drains"): drained_then_uncordoned,
+    ("docs/etcd.md", "Clear etcd alarms once their cause is fixed"): alarm_disarmed,
+    ("docs/etcd.md", "Restore etcd from the newest snapshot"): restored_from_the_backup,
 }
 
 
@@ -318,11 +339,12 @@ def test_guide_snippets_run(tmp_path, emulated_cluster, guide):
         elif snippet.kind == "playbook":
             path = workdir / (snippet.name or f"snippet-{snippet.line}.yml")
             path.write_text(on_emulator(snippet.text, cluster))
+            if (snippet.guide, snippet.play_name) in BEFORE:
+                BEFORE[snippet.guide, snippet.play_name](cluster)
             run = run_playbook(workdir, path, workdir / "cluster.talos.yml", env=env, timeout=600)
             assert run.rc == 0, f"{snippet} failed:\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
-            check = AFTER.get((snippet.guide, snippet.play_name))
-            if check:
-                check(cluster, drain_log, run)
+            if (snippet.guide, snippet.play_name) in AFTER:
+                AFTER[snippet.guide, snippet.play_name](cluster, run, tmp_path)
         else:
             assert snippet.data is not None or snippet.lang != "yaml", f"{snippet}: empty"
 
@@ -334,9 +356,9 @@ def run_inventory(workdir, source, env):
     return json.loads(proc.stdout)
 
 
-def test_every_after_check_has_its_snippet():
+def test_every_before_and_after_has_its_snippet():
     found = {(s.guide, s.play_name) for path in GUIDES if path.exists() for s in snippets(path) if s.kind == "playbook"}
-    assert set(AFTER) <= found, f"checks whose snippet is gone: {set(AFTER) - found}"
+    assert set(BEFORE) | set(AFTER) <= found, f"set-ups and checks whose snippet is gone: {(set(BEFORE) | set(AFTER)) - found}"
 
 
 def test_snippet_kinds_are_recognised():
