@@ -673,11 +673,11 @@ def unchecked_snapshot_file(src):
     except OSError as exc:
         raise TalosError(f"src {src!r} cannot be used: {exc.strerror or exc}.", code="InvalidOption",
                          hint="Give the path on the controller of an etcd snapshot.") from None
-    if not os.path.isfile(src) or not info.st_size or not readable:
-        what = "is not a regular file" if not os.path.isfile(src) else ("is empty" if not info.st_size
-                                                                         else "is not readable by this user")
-        raise TalosError(f"src {src!r} {what}.", code="InvalidOption",
-                         hint="Give the path on the controller of an etcd snapshot.")
+    for wrong, what in ((not os.path.isfile(src), "is not a regular file"), (not info.st_size, "is empty"),
+                        (not readable, "is not readable by this user")):
+        if wrong:
+            raise TalosError(f"src {src!r} {what}.", code="InvalidOption",
+                             hint="Give the path on the controller of an etcd snapshot.")
     return {"size": info.st_size, "sha256": None, "encrypted": False}
 
 
