@@ -9,7 +9,8 @@ Usage: python hack/docsite.py COMMAND
   rst            write docs/docsite/rst/<ref>.rst for every guide that docs/docsite/extra-docs.yml lists
   check          fail when a committed .rst is not what ``rst`` would write
   lint           antsibull-docs lint-collection-docs with the plugin docs and the extra docs' references
-  build [DEST]   rst, then the HTML site (antsibull-docs + Sphinx) into DEST/html (default docs/build)
+  site [DEST]    the HTML site (antsibull-docs + Sphinx) from the docs as they are, into DEST/html
+  build [DEST]   what `make docs` runs: rst, lint, then site (DEST defaults to docs/build)
 """
 import os
 import pathlib
@@ -93,6 +94,14 @@ def make_converter(refs_by_source, plugins, source):
                                                                              else "")
             return super().link(token, state)
 
+        def block_code(self, token, state):
+            # Ansible's YAML carries Jinja: highlighted as the Ansible docs do (ansible-pygments' lexer); the
+            # guides' YAML is parsed and run by tests/ecosystem/test_guides.py.
+            info = token.get("attrs", {}).get("info", "")
+            if info.split()[:1] == ["yaml"]:
+                token = {**token, "attrs": {**token.get("attrs", {}), "info": "yaml+jinja"}}
+            return super().block_code(token, state)
+
         def codespan(self, token, state):
             name = token.get("raw", "").strip()
             if name in plugins:  # the plugin's own page
@@ -168,9 +177,8 @@ def lint():
     return subprocess.run(command, cwd=ROOT, env=tool_env(), check=False).returncode
 
 
-def build(dest):
+def site(dest):
     """The HTML site in DEST/html; Sphinx's warnings fail it, except links to docs.ansible.com when offline."""
-    write_rst()
     env = tool_env()
     site = dest / "sphinx"
     if site.exists():
@@ -190,11 +198,16 @@ def build(dest):
     html, warnings = dest / "html", dest / "sphinx-warnings.txt"
     if html.exists():
         shutil.rmtree(html)
-    sphinx = subprocess.run([str(BIN / "sphinx-build"), "-b", "html", "-q", "-c", str(site), "-w", str(warnings),
+    sphinx = subprocess.run([str(BIN / "sphinx-build"), "-b", "html", "-Q", "-c", str(site), "-w", str(warnings),
                              "--keep-going", str(site / "rst"), str(html)], env=env, check=False)
-    problems = own_warnings(warnings.read_text() if warnings.exists() else "")
+    text = warnings.read_text() if warnings.exists() else ""
+    problems = own_warnings(text)
     for line in problems:
         print(line)
+    offline = len(warning_entries(text)) - len(problems)
+    if offline:
+        print(f"{offline} links to docs.ansible.com and other sites could not be checked without network "
+              f"(listed in {warnings})")
     if sphinx.returncode or problems:
         print(f"the docs site did not build cleanly ({len(problems)} warnings about this collection's pages)")
         return 1
@@ -202,15 +215,20 @@ def build(dest):
     return 0
 
 
-def own_warnings(text):
-    """Sphinx warnings (one per entry, continuation lines indented) not explained by an offline build."""
+def warning_entries(text):
+    """Sphinx's warnings file: one entry per warning, its continuation lines indented."""
     entries = []
     for line in text.splitlines():
-        if line.startswith((" ", "\t")) and entries:
+        if line.startswith((" ", "\t", "intersphinx inventory")) and entries:
             entries[-1] += "\n" + line
         elif line.strip():
             entries.append(line)
-    return [entry for entry in entries if not EXTERNAL_TARGET.search(entry)]
+    return entries
+
+
+def own_warnings(text):
+    """The warnings an offline build does not explain."""
+    return [entry for entry in warning_entries(text) if not EXTERNAL_TARGET.search(entry)]
 
 
 def main(argv):
@@ -221,8 +239,11 @@ def main(argv):
         return check_rst()
     if command == "lint":
         return lint()
+    dest = pathlib.Path(argv[1]).resolve() if len(argv) > 1 else DOCS / "build"
+    if command == "site":
+        return site(dest)
     if command == "build":
-        return build(pathlib.Path(argv[1]).resolve() if len(argv) > 1 else DOCS / "build")
+        return write_rst() or lint() or site(dest)
     print(__doc__)
     return 2
 
