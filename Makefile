@@ -3,6 +3,7 @@
 #   make test    every test (the contract CI runs)
 #   make bench   the benchmarks; figures go to docs/performance.md
 #   make protos  regenerate plugins/module_utils/_api from protos/
+#   make docs    the docs site in docs/build/html: plugin docs and the guides of docs/, linted
 # PYTHON=python3.13 make test  uses another interpreter (pyenv installs are found too), in its own venv.
 
 PYTHON ?= python3
@@ -18,7 +19,7 @@ PROTOBUF_OLDEST ?= 5.29.0
 PROTOBUF_NEWEST ?= 7.36.2
 
 .PHONY: venv demo test test-unit test-emulator test-integration test-protobuf-range sanity check-wire bench protos \
-	protos-from-wire clean units integration-ansible-test test-molecule lint
+	protos-from-wire clean units integration-ansible-test test-molecule lint docs
 
 venv: $(VENV)/.installed
 
@@ -84,6 +85,10 @@ bench: venv
 
 protos: venv
 	$(PY) hack/gen_api.py
+
+# The guides (docs/*.md) rendered into docs/docsite/rst (commit them), antsibull-docs lint, then the HTML site.
+docs: venv
+	$(PY) hack/docsite.py build
 
 # Rewrites protos/ from the upstream wire facts; run when the RPC subset in the script changes.
 protos-from-wire: venv
