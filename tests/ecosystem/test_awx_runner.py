@@ -86,7 +86,7 @@ def run_job(private_data_dir, credential_type, credential, collections, verbosit
 
 def inventory_sync(private_data_dir, credential_type, credential, collections):
     """An inventory update of the source in the project: ansible-inventory with the credential, like AWX."""
-    env, _ = inject(credential_type, credential, private_data_dir, inventory_update=True)
+    env = inject(credential_type, credential, private_data_dir, inventory_update=True)[0]  # no extra vars
     output = private_data_dir / "artifacts" / "inventory.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     out, err, rc = ansible_runner.run_command(
@@ -202,8 +202,8 @@ def test_a_wrong_credential_fails_the_sync_and_the_job(
     files = {"site.yml": PLAYBOOK, "cluster.talos.yml": INVENTORY_SOURCE}
     sync = tmp_path / "inventory-update"
     collections = project_update(sync, files, installed_collection.tarball)
-    rc, _, output = inventory_sync(sync, credential_type, foreign_credential(cluster), collections)
-    assert rc != 0 and "Discovery of the members" in output, output
+    rc, inventory, output = inventory_sync(sync, credential_type, foreign_credential(cluster), collections)
+    assert rc != 0 and inventory is None and "Discovery of the members" in output, output
 
     # the inventory a good credential synced, and a job whose credential the cluster does not trust
     rc, inventory, output = inventory_sync(tmp_path / "good-sync", credential_type, talosconfig_credential(cluster),
@@ -211,8 +211,8 @@ def test_a_wrong_credential_fails_the_sync_and_the_job(
     assert rc == 0, output
     job = tmp_path / "job"
     write_inventory_script(job, inventory)
-    run = run_job(job, credential_type, foreign_credential(cluster), project_update(job, files,
-                                                                                     installed_collection.tarball))
+    collections = project_update(job, files, installed_collection.tarball)
+    run = run_job(job, credential_type, foreign_credential(cluster), collections)
     assert (run.status, run.rc != 0) == ("failed", True)
     failed = {e["event_data"]["host"] for e in events_of(run) if e["event"] == "runner_on_failed"}
     assert failed == {cluster.node(address).hostname for address in cluster.addresses}

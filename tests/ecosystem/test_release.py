@@ -161,8 +161,8 @@ def test_every_example_runs_from_the_installed_copy(example, installed_collectio
 
     # every talos.linux module the controller imported (inventory plugin, module_utils, action plugins)
     # came from the installed copy
-    files = [pathlib.Path(f) for entry in run.loaded_from.values() for f in ([entry] if isinstance(entry, str)
-                                                                              else entry)]
+    files = [pathlib.Path(f) for entry in run.loaded_from.values()
+             for f in ([entry] if isinstance(entry, str) else entry)]
     assert "ansible_collections.talos.linux.plugins.inventory.talosconfig" in run.loaded_from, run.loaded_from
     outside = [str(f) for f in files if not f.resolve().is_relative_to(installed_collection.path.resolve())]
     assert outside == [], f"talos.linux loaded from outside the installed copy: {outside}"
