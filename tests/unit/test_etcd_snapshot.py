@@ -1,6 +1,7 @@
 """The snapshot file logic of talos_etcd (_etcd_snapshot): writing dest, checking and reading src, encryption."""
 
 import asyncio
+import errno
 import hashlib
 import os
 import struct
@@ -142,6 +143,32 @@ def test_a_failing_stream_says_dest_was_left_as_it_was(tmp_path):
     assert err.value.code == "Unavailable" and err.value.node == "10.5.0.2"
     assert str(err.value).endswith(f"The snapshot was not written: nothing was written to {dest}.")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_page_cache_path_writes_the_same_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(snap, "_set_direct", lambda fd, on: False)     # a filesystem without O_DIRECT
+    data = make_snapshot(database_size=5 << 20)
+    dest = tmp_path / "etcd.db"
+    write(data, dest, sizes=(1 << 20, 3000, 2 << 20))
+    assert dest.read_bytes() == data
+    write(data, dest, passphrase=PASSPHRASE)
+    assert b"".join(snap.snapshot_chunks(str(dest), passphrase=PASSPHRASE)) == data
+
+
+def test_a_direct_write_the_filesystem_refuses_falls_back_to_the_page_cache(tmp_path, monkeypatch):
+    real_write, refused = os.write, []
+
+    def write_refusing_the_first_block(fd, data):
+        if len(data) == snap.BLOCK_SIZE and not refused:
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(snap.os, "write", write_refusing_the_first_block)
+    data = make_snapshot(database_size=3 << 20)
+    dest = tmp_path / "etcd.db"
+    write(data, dest)
+    assert refused and dest.read_bytes() == data
 
 
 def test_a_file_that_cannot_be_created_is_a_file_error(tmp_path):
