@@ -18,12 +18,15 @@ injectors, and the private data directory ansible-runner gets. Written from AWX'
 """
 
 import json
+import multiprocessing
 import os
 import pathlib
 import shutil
 import stat
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import jsonschema
@@ -215,3 +218,29 @@ def write_inventory_script(private_data_dir, inventory):
     path.write_text(f"#!{sys.executable}\nprint({json.dumps(json.dumps(inventory))})\n")
     os.chmod(path, stat.S_IRUSR | stat.S_IWUSR | stat.S_IXUSR)
     return path
+
+
+@dataclass
+class Job:
+    """What AWX keeps of a finished job: its status, rc, events and output."""
+    status: str
+    rc: int
+    events: list
+    stdout: str
+
+
+def run_job(**runner_options):
+    """ansible_runner.run(**runner_options), in a fresh interpreter.
+
+    ansible-runner starts ansible-playbook through pexpect, which forks a Python child before it executes; a test
+    process runs the emulator's threads, and a fork there may deadlock (Python 3.12 warns of it).
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_run, runner_options).result()
+
+
+def _run(runner_options):
+    import ansible_runner
+
+    run = ansible_runner.run(**runner_options)
+    return Job(run.status, run.rc, list(run.events), run.stdout.read())

@@ -24,6 +24,7 @@ from tests.ecosystem.awx import (
     inject,
     load_credential_type,
     project_update,
+    run_job,
     write_env,
     write_inventory_script,
 )
@@ -75,13 +76,13 @@ def foreign_credential(cluster):
                                                   cluster.ca_pem, certificate, key)}
 
 
-def run_job(private_data_dir, credential_type, credential, collections, verbosity=0, **envvars):
+def launch(private_data_dir, credential_type, credential, collections, verbosity=0, **envvars):
     """A job of the job template: site.yml of the project, the credential, the project's collections."""
     env, cmdline = inject(credential_type, credential, private_data_dir)
     write_env(private_data_dir, {**env, "ANSIBLE_COLLECTIONS_PATH": str(collections), **envvars},
               extravars={"job_template": "talos facts"}, cmdline=cmdline)
-    return ansible_runner.run(private_data_dir=str(private_data_dir), playbook="site.yml", quiet=True, timeout=300,
-                              verbosity=verbosity)
+    return run_job(private_data_dir=str(private_data_dir), playbook="site.yml", quiet=True, timeout=300,
+                   verbosity=verbosity)
 
 
 def inventory_sync(private_data_dir, credential_type, credential, collections):
@@ -110,7 +111,7 @@ def ok_tasks(run):
 
 def assert_successful(run, cluster):
     hostnames = {cluster.node(address).hostname for address in cluster.addresses}
-    assert (run.status, run.rc) == ("successful", 0), run.stdout.read()
+    assert (run.status, run.rc) == ("successful", 0), run.stdout
     assert [e for e in events_of(run) if e["event"] in ("runner_on_failed", "runner_on_unreachable")] == []
     done = ok_tasks(run)
     assert {(task, host) for task in TASKS for host in hostnames} <= done, sorted(done)
@@ -127,7 +128,7 @@ def assert_no_secret(text, cluster):
 
 
 def job_output(run):
-    return run.stdout.read() + json.dumps(list(run.events))
+    return run.stdout + json.dumps(run.events)
 
 
 def test_the_credential_type_is_one_awx_accepts(credential_type):
@@ -157,14 +158,14 @@ def test_a_job_with_the_inventory_source_and_a_talosconfig_credential(
     (job / "inventory").mkdir()
     (job / "inventory" / "cluster.talos.yml").write_text(INVENTORY_SOURCE.read_text())
 
-    run = run_job(job, credential_type, credential, collections, verbosity=3,
+    run = launch(job, credential_type, credential, collections, verbosity=3,
                   ANSIBLE_INVENTORY_UNPARSED_FAILED="True")  # a broken source fails the job instead of emptying it
     assert_successful(run, cluster)
     assert_no_secret(job_output(run), cluster)
     gathered = next(e for e in events_of(run, "runner_on_ok") if e["event_data"]["task"] == "Gathering Facts")
     assert gathered["event_data"]["res"]["ansible_facts"]["talos_version"] == "1.13.5"
     # talos_facts, run as a module for gather_facts, came from the project's requirements_collections
-    module_files = re.findall(r"Using module file (\S*talos\S*?\.py)", run.stdout.read())
+    module_files = re.findall(r"Using module file (\S*talos\S*?\.py)", run.stdout)
     assert module_files and {pathlib.Path(f).resolve() for f in module_files} == {
         (collections / "ansible_collections/talos/linux/plugins/modules/talos_facts.py").resolve()}
 
@@ -191,7 +192,7 @@ def test_an_inventory_sync_then_a_job_with_a_credential_of_endpoints_and_certifi
     job = tmp_path / "job"
     collections = project_update(job, files, installed_collection.tarball)
     write_inventory_script(job, inventory)
-    run = run_job(job, credential_type, credential, collections)
+    run = launch(job, credential_type, credential, collections)
     assert_successful(run, cluster)
     assert_no_secret(job_output(run), cluster)
 
@@ -212,7 +213,7 @@ def test_a_wrong_credential_fails_the_sync_and_the_job(
     job = tmp_path / "job"
     write_inventory_script(job, inventory)
     collections = project_update(job, files, installed_collection.tarball)
-    run = run_job(job, credential_type, foreign_credential(cluster), collections)
+    run = launch(job, credential_type, foreign_credential(cluster), collections)
     assert (run.status, run.rc != 0) == ("failed", True)
     failed = {e["event_data"]["host"] for e in events_of(run) if e["event"] == "runner_on_failed"}
     assert failed == {cluster.node(address).hostname for address in cluster.addresses}
