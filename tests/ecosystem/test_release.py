@@ -35,7 +35,7 @@ SHIPPED_TOP_LEVEL = {"MANIFEST.json", "FILES.json", "README.md", "COPYING", "CHA
 SHIPPED_TREES = ("changelogs/", "docs/", "examples/", "meta/", "plugins/", "protos/", "roles/", "tests/sanity/")
 REQUIRED_FILES = {"MANIFEST.json", "FILES.json", "README.md", "COPYING", "requirements.txt", "meta/runtime.yml",
                   "meta/execution-environment.yml", "changelogs/config.yaml", "tests/config.yml"}
-# What a developer's checkout holds besides the collection (make, pytest, bench, ansible-test, editors).
+# What a developer's checkout gathers besides its tracked files (make, pytest, bench, ansible-test, builds).
 DEV_ONLY = {
     ".venv/bin/python": "#!/bin/sh\n",
     ".venv-python3.13/pyvenv.cfg": "home = /usr/bin\n",
@@ -46,12 +46,8 @@ DEV_ONLY = {
     "docs/build/html/index.html": "<html></html>\n",
     "plugins/modules/__pycache__/talos_facts.cpython-311.pyc": "",
     "talos-linux-0.0.1.tar.gz": "",
-    "requirements-dev.txt": "pytest\n",
-    "pytest.ini": "[pytest]\n",
-    "Makefile": "test:\n",
 }
 DEV_ONLY_LINK = ".collections/ansible_collections/talos/linux"  # tests/emulator/_import_path.py makes this link
-INSTALLED = f"ansible_collections/{NAMESPACE}/{NAME}"
 
 # The cluster an example runs against, when the default (one control plane, one worker at 1.13.5) is not it,
 # and the arguments its header comment asks for.
