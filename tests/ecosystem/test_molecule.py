@@ -63,7 +63,8 @@ def test_every_scenario_creates_converges_idempotently_verifies_and_destroys(tmp
     for scenario in SCENARIOS:
         for action in ("create", "converge", "idempotence", "verify", "destroy"):
             assert step(output, scenario, action) == "Successful", f"{scenario} {action}:\n{output[-6000:]}"
-        assert re.search(rf"^{scenario}\s+: actions=7\s+successful=7 .* failed=0$", output, re.MULTILINE), output[-3000:]
+        recap = rf"^{scenario}\s+: actions=7\s+successful=7 .* failed=0$"
+        assert re.search(recap, output, re.MULTILINE), output[-3000:]
     assert "Molecule executed 2 scenarios (2 successful)" in output
     leftovers = list((tmp_path / "ansible-home").glob("tmp/molecule.*/cluster/pid"))
     assert leftovers == [], f"an emulated cluster was left running: {leftovers}"
