@@ -90,8 +90,8 @@ def make_converter(refs_by_source, plugins, source):
             # any other file of the repository: its page on the forge
             relative = target.relative_to(ROOT).as_posix()
             kind = "tree" if target.is_dir() else "blob"
-            token["attrs"]["url"] = f"{repository}/{kind}/main/{relative}" + (f"#{parts.fragment}" if parts.fragment
-                                                                             else "")
+            fragment = f"#{parts.fragment}" if parts.fragment else ""
+            token["attrs"]["url"] = f"{repository}/{kind}/main/{relative}{fragment}"
             return super().link(token, state)
 
         def block_code(self, token, state):
