@@ -158,8 +158,8 @@ def test_a_job_with_the_inventory_source_and_a_talosconfig_credential(
     (job / "inventory").mkdir()
     (job / "inventory" / "cluster.talos.yml").write_text(INVENTORY_SOURCE.read_text())
 
-    run = launch(job, credential_type, credential, collections, verbosity=3,
-                  ANSIBLE_INVENTORY_UNPARSED_FAILED="True")  # a broken source fails the job instead of emptying it
+    # ANSIBLE_INVENTORY_UNPARSED_FAILED: a source that cannot be read fails the job instead of emptying it
+    run = launch(job, credential_type, credential, collections, verbosity=3, ANSIBLE_INVENTORY_UNPARSED_FAILED="True")
     assert_successful(run, cluster)
     assert_no_secret(job_output(run), cluster)
     gathered = next(e for e in events_of(run, "runner_on_ok") if e["event_data"]["task"] == "Gathering Facts")
