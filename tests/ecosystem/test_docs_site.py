@@ -1,4 +1,5 @@
-"""The docs site (make docs): antsibull-docs lints the collection's docs, and a real build has every page.
+"""The docs site (make docs): antsibull-docs lints the collection's docs, and a real build has every page; and the
+changelog: antsibull-changelog accepts every fragment, and CHANGELOG.md is what it generates.
 
 hack/docsite.py does the work; these tests run it as `make docs` does, the build into a temporary directory.
 """
@@ -11,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from tests.integration.playbook import ROOT
+from tests.integration.playbook import BIN, ROOT
 
 DOCSITE = ROOT / "hack" / "docsite.py"
 PLUGIN_PAGES = {"modules": "module", "inventory": "inventory", "connection": "connection"}
@@ -89,3 +90,23 @@ def test_every_markdown_guide_is_on_the_site_or_said_not_to_be():
     listed = {f"{ref.replace('_', '-')}.md" for ref in guide_refs()}
     present = {path.name for path in (ROOT / "docs").glob("*.md")}
     assert present - listed == {"performance.md"}, present - listed
+
+
+def antsibull_changelog(*args):
+    return subprocess.run([str(BIN / "antsibull-changelog"), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_changelog_fragments_pass_the_lint():
+    """Every fragment in changelogs/fragments (those added after the 0.1.0 entry too) is one antsibull-changelog takes."""
+    run = antsibull_changelog("lint")
+    assert run.returncode == 0 and not run.stdout.strip(), run.stdout + run.stderr
+
+
+def test_changelog_md_is_generated_from_changelog_yaml(tmp_path):
+    """Nobody edits CHANGELOG.md by hand: `antsibull-changelog release --version 0.1.0` (or generate) writes it."""
+    generated = tmp_path / "CHANGELOG.md"
+    run = antsibull_changelog("generate", "--output", str(generated), "--output-format", "md")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert generated.read_text() == (ROOT / "CHANGELOG.md").read_text(), \
+        "CHANGELOG.md differs from changelogs/changelog.yaml: run antsibull-changelog generate"
