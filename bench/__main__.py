@@ -9,9 +9,10 @@ from tests.emulator._import_path import ensure_collection_importable  # noqa: E4
 
 ensure_collection_importable()
 
-from bench import client_calls, config_apply, config_normalise, facts, inventory_discovery, rolling_upgrade  # noqa: E402
+from bench import (  # noqa: E402
+    client_calls, config_apply, config_normalise, etcd_snapshot, facts, inventory_discovery, rolling_upgrade)
 
-BENCHMARKS = [client_calls, inventory_discovery, facts, config_normalise, config_apply, rolling_upgrade]
+BENCHMARKS = [client_calls, inventory_discovery, facts, config_normalise, config_apply, rolling_upgrade, etcd_snapshot]
 
 if __name__ == "__main__":
     # python -m bench [name ...]: only the named benchmarks (module names, e.g. rolling_upgrade)
