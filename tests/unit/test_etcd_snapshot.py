@@ -4,7 +4,9 @@ import asyncio
 import errno
 import hashlib
 import os
+import pathlib
 import struct
+import subprocess
 
 import pytest
 
@@ -380,3 +382,33 @@ def test_the_digest_holds_back_only_the_trailer():
         assert digest.problem() is None and digest.size == len(data)
         assert digest.sha256() == hashlib.sha256(data).hexdigest()
         assert digest.tail == data[-32:]
+
+
+# --- docs/etcd-snapshot-format.md -----------------------------------------------------------------------------
+
+FORMAT_DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "etcd-snapshot-format.md"
+
+
+def doc_block(language):
+    text = FORMAT_DOC.read_text()
+    start = text.index(f"```{language}\n") + len(language) + 4
+    return text[start:text.index("```", start)]
+
+
+def test_the_documented_decryption_reads_a_file_the_module_wrote(tmp_path):
+    data = make_snapshot(database_size=(2 << 20) + 4096)
+    src, plain = tmp_path / "etcd.db.enc", tmp_path / "etcd.db"
+    write(data, src, passphrase=PASSPHRASE)
+    namespace = {"__name__": "documented"}
+    exec(compile(doc_block("python"), str(FORMAT_DOC), "exec"), namespace)  # pylint: disable=exec-used
+    namespace["decrypt"](str(src), str(plain), PASSPHRASE)
+    assert plain.read_bytes() == data
+    with pytest.raises(SystemExit, match="wrong passphrase"):
+        namespace["decrypt"](str(src), str(tmp_path / "other.db"), "not it")
+
+
+def test_the_documented_shell_check_prints_the_trailer_twice(tmp_path):
+    (tmp_path / "etcd.snapshot").write_bytes(make_snapshot())
+    shown = subprocess.run(["bash", "-c", doc_block("sh")], cwd=tmp_path, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert shown[0] == "32" and shown[1] == shown[3] and len(shown[1]) == 64
