@@ -198,8 +198,11 @@ def site(dest):
     html, warnings = dest / "html", dest / "sphinx-warnings.txt"
     if html.exists():
         shutil.rmtree(html)
-    sphinx = subprocess.run([str(BIN / "sphinx-build"), "-b", "html", "-Q", "-c", str(site), "-w", str(warnings),
-                             "--keep-going", str(site / "rst"), str(html)], env=env, check=False)
+    if warnings.exists():
+        warnings.unlink()
+    sphinx = subprocess.run([str(BIN / "sphinx-build"), "-b", "html", "-q", "-c", str(site), "-w", str(warnings),
+                             "--keep-going", str(site / "rst"), str(html)], env=env, check=False,
+                            stderr=subprocess.DEVNULL)  # the warnings are in the file, judged below
     text = warnings.read_text() if warnings.exists() else ""
     problems = own_warnings(text)
     for line in problems:
