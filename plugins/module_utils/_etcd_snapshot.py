@@ -134,7 +134,8 @@ def check_destination(dest):
     if not dest:
         raise TalosError("dest is required for state=snapshot.", code="InvalidOption",
                          hint="Give the path on the controller to write the etcd snapshot to, such as "
-                              "dest: backups/etcd-{{ inventory_hostname }}.db.")
+                              "dest: /var/backups/talos/etcd.snapshot (a relative path starts from the directory "
+                              "ansible-playbook runs in).")
     path = os.path.abspath(dest)
     if os.path.isdir(path):
         raise TalosError(f"dest {dest!r} is a directory.", code="InvalidOption",
@@ -180,14 +181,15 @@ async def take_snapshot(params, client, node, *, check_mode):
                         f"{format_mode(mode)}) and holds every Kubernetes secret of the cluster unencrypted; "
                         "use mode '0600' or a passphrase.")
 
-    # read-only, so it runs in check mode too: a worker, a stopped etcd or a bad node fails here, before any file
+    # read-only, so it runs in check mode too: a worker, a stopped etcd or a bad node fails here, before any file,
+    # and so does a dest without room for the snapshot
     expected = await _expected_size(client, node)
+    _check_free_space(dest, expected, passphrase is not None)
     if check_mode:
         result.update(expected_size=expected,
                       msg=f"Check mode: the etcd snapshot of {where} would be written to {dest}; nothing was "
                           "written and no RPC was sent except the read-only EtcdStatus.")
     else:
-        _check_free_space(dest, expected, passphrase is not None)
         chunks = _snapshot_stream(client, node, params.get("timeout") or DEFAULT_IDLE_TIMEOUT)
         try:
             written = await write_snapshot(chunks, dest, mode=mode, passphrase=passphrase)
@@ -521,9 +523,9 @@ class SnapshotDigest:
         self.size += count
         if count >= TRAILER:
             self.body.update(self.tail)
-            view = memoryview(data)
-            self.body.update(view[:count - TRAILER])      # no copy; hashlib drops the GIL for large data
-            self.tail = bytes(view[count - TRAILER:])
+            with memoryview(data) as view:
+                self.body.update(view[:count - TRAILER])  # no copy; hashlib drops the GIL for large data
+                self.tail = bytes(view[count - TRAILER:])
         else:
             joined = self.tail + bytes(data)
             cut = max(0, len(joined) - TRAILER)

@@ -134,6 +134,24 @@ def test_a_worker_fails_before_any_file_or_snapshot_call(out, cluster):
     assert cluster.calls[(worker, SNAPSHOT)] == 0 and list(out.iterdir()) == []
 
 
+def test_a_dest_without_room_fails_before_streaming(out, cluster, monkeypatch):
+    node = cluster.control_planes[0]
+    real_statvfs = os.statvfs
+
+    def two_mib_free(path):
+        stats = real_statvfs(path)
+        return os.statvfs_result((stats.f_bsize, 4096, 512, 512, 512) + tuple(stats)[5:])
+
+    monkeypatch.setattr(os, "statvfs", two_mib_free)
+    for check_mode in (True, False):
+        with pytest.raises(TalosError) as err:
+            snapshot(cluster, out / "etcd.db", check_mode=check_mode)
+        assert err.value.code == "InvalidOption"
+        assert f"The directory {out} of dest {out / 'etcd.db'} has 2.0 MiB free" in str(err.value)
+        assert "needs about 3.0 MiB" in str(err.value)
+    assert cluster.calls[(node, SNAPSHOT)] == 0 and list(out.iterdir()) == []
+
+
 def test_check_mode_writes_nothing_and_streams_nothing(out, cluster):
     node = cluster.control_planes[0]
     result = snapshot(cluster, out / "etcd.db", check_mode=True)
