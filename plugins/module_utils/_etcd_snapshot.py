@@ -312,7 +312,12 @@ async def write_snapshot(chunks, dest, *, mode=0o600, passphrase=None):
         fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=directory)  # always 0600
     except OSError as exc:
         raise _file_error(dest, "create a temporary file beside", exc) from None
-    target = _SnapshotFile(fd, dest, passphrase)
+    try:
+        target = _SnapshotFile(fd, dest, passphrase)
+    except BaseException:
+        os.close(fd)
+        os.unlink(temp)
+        raise
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="talos-etcd-snapshot")
     jobs = collections.deque([executor.submit(target.start)])  # scrypt, if any, runs as the first messages arrive
 
