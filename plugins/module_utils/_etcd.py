@@ -1,7 +1,8 @@
 # Copyright (c) talos.linux contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The talos_etcd core: bootstrap, inspect, shrink, back up and recover a cluster's etcd, one state at a time.
+"""The talos_etcd and talos_etcd_info cores: bootstrap, shrink, back up and recover a cluster's etcd, one state
+at a time; and read it (members, status, alarms, health, quorum) on one node or several.
 
 Private to the talos.linux collection: it may change in any release. No Ansible import here.
 
@@ -24,8 +25,7 @@ from ._etcd_gate import (_control_planes, _member_nodes, forfeit_leadership_if_l
 from ._etcd_snapshot import OPTIONS_SNAPSHOT
 from ._upgrade import machine_type
 
-STATES = ("info", "bootstrapped", "absent", "leader_forfeited", "snapshot", "recovered", "defragmented",
-          "alarms_disarmed")
+STATES = ("bootstrapped", "absent", "leader_forfeited", "snapshot", "recovered", "defragmented", "alarms_disarmed")
 OPTIONS = {
     "state": {"type": "str", "required": True, "choices": list(STATES)},
     "member_id": {"type": "str"},
@@ -37,6 +37,8 @@ OPTIONS = {
     **OPTIONS_SNAPSHOT,
 }
 MUTUALLY_EXCLUSIVE = [("member_id", "member_hostname")]
+# talos_etcd_info reads with the shared connection options only (node, or nodes for several at once).
+INFO_OPTIONS = {}
 # Options that mean something for some states only: given to another state they are a mistake, not a no-op.
 STATE_OPTIONS = {
     "member_id": ("absent",),
@@ -59,20 +61,16 @@ LOST_ON_THE_WAY = ("Unavailable", "DeadlineExceeded")
 
 
 async def talos_etcd(params, client, *, check_mode, diff, mask):  # pylint: disable=unused-argument
-    """The core behind talos.linux.talos_etcd: one state, on one node (``info`` on several at once)."""
+    """The core behind talos.linux.talos_etcd: one state, on one node."""
     state = params["state"]
     check_options(params)
     nodes = client.settings.nodes or [None]
-    if state == "info":
-        if len(nodes) == 1:
-            return await etcd_info(client, nodes[0])
-        return await info_fan_out(client, nodes)
     if len(nodes) > 1:
         raise TalosError(
             f"state {state} acts on one node at a time; the task addresses {len(nodes)} nodes "
             f"({', '.join(nodes)}).", code="InvalidOption",
-            hint="Give one node (or run the task per host with serial: 1); only state info reads several "
-                 "nodes at once.")
+            hint="Give one node (or run the task per host with serial: 1); talos.linux.talos_etcd_info reads "
+                 "several nodes at once.")
     node = nodes[0]
     if state == "snapshot":
         from ._etcd_snapshot import take_snapshot
@@ -109,7 +107,7 @@ def parse_member_id(text):
     if not match:
         raise TalosError(
             f"member_id {text!r} is not an etcd member id: it must be 16 hexadecimal digits, with or without "
-            "0x, as talosctl etcd members and state info show it.", code="InvalidOption",
+            "0x, as talosctl etcd members and talos_etcd_info show it.", code="InvalidOption",
             hint="Quote it in YAML (member_id: \"0x8a3f0c2d4e5b6a71\"), or use member_hostname.")
     return int(match.group(1), 16)
 
@@ -127,7 +125,7 @@ def require_role(client, rpc, state):
 def not_a_control_plane(node, kind):
     return TalosError(f"Node {node} is a {kind} node, not a control plane: etcd runs on control-plane nodes only.",
                       code="FailedPrecondition", node=node,
-                      hint="Nothing was sent. Target a control-plane node.")
+                      hint="Nothing was changed. Target a control-plane node.")
 
 
 def explain_worker(exc, node):
@@ -230,7 +228,15 @@ def who(member):
     return f"member {member_id_hex(member.id)} ({member.hostname})"
 
 
-# --- state info -------------------------------------------------------------------------------------
+# --- talos_etcd_info --------------------------------------------------------------------------------
+
+async def talos_etcd_info(params, client, *, check_mode, diff, mask):  # pylint: disable=unused-argument
+    """The core behind talos.linux.talos_etcd_info: read etcd through one node, or through several at once."""
+    nodes = client.settings.nodes or [None]
+    if len(nodes) == 1:
+        return await etcd_info(client, nodes[0])
+    return await info_fan_out(client, nodes)
+
 
 async def etcd_info(client, node):
     """Members, each member's status, alarms, and whether etcd is healthy and has quorum. Changes nothing."""
@@ -252,7 +258,7 @@ async def etcd_info(client, node):
         notes.append("Member status is unknown: EtcdStatus needs os:operator or os:admin on this Talos version "
                      "(before 1.11); os:reader and os:etcd:backup may read it from Talos 1.11. Members are "
                      "listed from EtcdMemberList alone.")
-    return {"changed": False, "state": "info", "node": node, **summarize(members, health, raised), "notes": notes}
+    return {"changed": False, "node": node, **summarize(members, health, raised), "notes": notes}
 
 
 def summarize(members, health, raised):
@@ -300,7 +306,7 @@ async def info_fan_out(client, nodes):
     results = await client.fan_out(nodes, lambda node: etcd_info(client, node))
     done = {r.node: r.value for r in results if r.ok}
     failed = {r.node: {"msg": str(r.error), **r.error.to_dict()} for r in results if not r.ok}
-    outcome = {"changed": False, "state": "info", "nodes": done, "failed_nodes": failed}
+    outcome = {"changed": False, "nodes": done, "failed_nodes": failed}
     if failed:
         outcome.update(failed=True, msg=f"etcd could not be read on {len(failed)} of {len(nodes)} nodes: "
                                         + "; ".join(v["msg"] for v in failed.values()))
@@ -313,7 +319,10 @@ async def running_member(client, node):
     """The status of this node's etcd member when one runs there, else None (a node whose etcd waits for
     bootstrap, or was stopped, does not answer EtcdStatus)."""
     try:
-        reply = await client.call("EtcdStatus", node=node, timeout=min(client.timeout, PROBE_TIMEOUT))
+        # "not running" is the answer expected here, not a blip to retry: one round over the endpoints. A
+        # running member missed through a lost answer does no harm: Bootstrap, from a snapshot or not, answers
+        # AlreadyExists on a node whose etcd data directory is not empty.
+        reply = await client.call("EtcdStatus", node=node, timeout=min(client.timeout, PROBE_TIMEOUT), rounds=1)
     except TalosError as exc:
         if exc.code in ("PermissionDenied", "Unimplemented"):
             raise explain_worker(exc, node) from None
@@ -575,9 +584,10 @@ async def disarm_alarms(params, client, node, check_mode):
 async def running_etcd(client, node):
     """What says etcd still runs, seen from ``node``: its own member, or members elsewhere; [] when none."""
     timeout = min(client.timeout, PROBE_TIMEOUT)
+    # with every member lost (what recovery is for), no answer is the expected one: one round, as above
     own, others = await asyncio.gather(running_member(client, node),
                                        client.call("EtcdMemberList", {"query_local": False}, node=node,
-                                                   timeout=timeout), return_exceptions=True)
+                                                   timeout=timeout, rounds=1), return_exceptions=True)
     if isinstance(own, BaseException):
         raise own
     found = []
@@ -616,7 +626,7 @@ async def recover(params, client, node, check_mode):
     if running:
         refuse("etcd is running: " + "; ".join(running), node, params["force"], warnings,
                "Recovery restores etcd on a control plane whose etcd waits for bootstrap (all members lost); "
-               "a running cluster would be replaced or split. Check with state info.")
+               "a running cluster would be replaced or split. Check with talos.linux.talos_etcd_info.")
     result = {"changed": True, "snapshot": snapshot, "warnings": warnings}
     if check_mode:
         return result

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: talos_etcd
-short_description: Bootstrap, inspect, back up, recover and maintain the etcd of a Talos Linux cluster
+short_description: Bootstrap, back up, recover and maintain the etcd of a Talos Linux cluster
 version_added: 0.1.0
 author: talos.linux maintainers (@talos-linux-ansible)
 description:
@@ -16,19 +16,15 @@ description:
   - Every state reads first and sends its one changing call only when the cluster is not yet as asked, so a
     second run reports no change and sends nothing that changes a node, and check mode sends nothing that
     changes a node at all.
-  - O(state=info) reads members, their status, alarms, health and quorum, on several nodes at once if asked.
-    Every other state acts on one node and refuses a task that addresses several (run it per host, one
-    host at a time with C(serial) set to 1).
+  - Every state acts on one node and refuses a task that addresses several (run it per host, one host at a
+    time with C(serial) set to 1).
+  - To read etcd (members, their status, alarms, health and quorum, on several nodes at once if asked), use
+    M(talos.linux.talos_etcd_info).
   - etcd runs on control planes only; a worker named as the node is refused with a clear message.
 options:
   state:
     description:
       - What to do. There is no default, because the states are unrelated operations; say which one.
-      - V(info) reads the etcd member list, each member's status (read from that member's own node, with leader,
-        database size and size in use, raft index and term, errors), the alarms, and computes RV(healthy) and
-        RV(quorum). It never changes anything. It works with the C(os:reader) and C(os:etcd:backup) roles too;
-        on Talos before 1.11 those roles may not read member status and alarms, which are then reported as
-        unknown (null) with a note in RV(notes) instead of failing.
       - V(bootstrapped) bootstraps etcd on the node (C(talosctl bootstrap)) unless it already runs a healthy
         member, in which case nothing is sent. While the node answers that bootstrap is not available yet, or
         that its time is not in sync yet, the call is retried for O(wait_timeout) seconds. Then the task waits
@@ -59,12 +55,12 @@ options:
         A NOSPACE alarm comes back until space is freed; defragment first.
     type: str
     required: true
-    choices: [info, bootstrapped, absent, leader_forfeited, snapshot, recovered, defragmented, alarms_disarmed]
+    choices: [bootstrapped, absent, leader_forfeited, snapshot, recovered, defragmented, alarms_disarmed]
   member_id:
     description:
-      - With O(state=absent), the id of the member to remove, as C(talosctl etcd members) and O(state=info)
-        show it, 16 hexadecimal digits, with or without C(0x) (for example C(8a3f0c2d4e5b6a71)). Quote it in
-        YAML, so that a C(0x) value is not read as a number.
+      - With O(state=absent), the id of the member to remove, as C(talosctl etcd members) and
+        M(talos.linux.talos_etcd_info) show it, 16 hexadecimal digits, with or without C(0x) (for example
+        C(8a3f0c2d4e5b6a71)). Quote it in YAML, so that a C(0x) value is not read as a number.
       - Mutually exclusive with O(member_hostname).
     type: str
   member_hostname:
@@ -121,10 +117,9 @@ options:
         O(state=recovered), the passphrase to decrypt O(src). Never shown in output.
     type: str
 notes:
-  - Roles. V(info) works with any of C(os:admin), C(os:operator), C(os:reader), C(os:etcd:backup);
-    V(snapshot) needs C(os:etcd:backup), C(os:operator) or C(os:admin); V(defragmented) and V(alarms_disarmed)
-    need C(os:operator) or C(os:admin); the others need C(os:admin). A role that is too weak is refused before
-    anything is sent.
+  - Roles. V(snapshot) needs C(os:etcd:backup), C(os:operator) or C(os:admin); V(defragmented) and
+    V(alarms_disarmed) need C(os:operator) or C(os:admin); the others need C(os:admin). A role that is too weak
+    is refused before anything is sent.
   - To take a control plane out for good, run O(state=absent) with O(node) set to it before resetting it;
     if it is already gone, remove its member with O(member_hostname) through another control plane.
 extends_documentation_fragment:
@@ -137,18 +132,13 @@ attributes:
   diff_mode:
     support: none
 seealso:
+  - module: talos.linux.talos_etcd_info
+    description: Read etcd members, status, alarms, health and quorum, on one node or several.
   - module: talos.linux.talos_facts
   - module: talos.linux.talos_upgrade
 """
 
 EXAMPLES = r"""
-- name: Read etcd health from every control plane at once
-  talos.linux.talos_etcd:
-    state: info
-    nodes: [10.0.0.2, 10.0.0.3, 10.0.0.4]
-  run_once: true
-  register: etcd
-
 - name: Bootstrap etcd on the first control plane (no change once it runs)
   talos.linux.talos_etcd:
     state: bootstrapped
@@ -212,41 +202,15 @@ state:
   type: str
 node:
   description: The node the task acted on (null when the endpoint itself answered).
-  returned: when the task addresses one node
+  returned: always
   type: str
-members:
-  description:
-    - With O(state=info), one entry per etcd member, sorted by hostname.
-    - C(id) (16 hex digits), C(hostname), C(peer_urls), C(client_urls), C(learner), C(node) (the address of
-      its node, from cluster discovery or its peer URL), C(healthy) (true, false, or null when the role may
-      not read member status), and C(status), read from the member's own node (null when unreadable), with
-      C(member_id), C(leader) (whether it leads), C(leader_id), C(db_size), C(db_size_in_use), C(raft_index),
-      C(raft_term), C(raft_applied_index), C(protocol_version), C(storage_version), C(learner), C(errors).
-  returned: with state info
-  type: list
-  elements: dict
-  sample:
-    - id: 8a3f0c2d4e5b6a71
-      hostname: talos-cp-1
-      node: 10.0.0.2
-      learner: false
-      healthy: true
-      peer_urls: [https://10.0.0.2:2380]
-      client_urls: [https://10.0.0.2:2379]
-      status: {leader: true, db_size: 20971520, db_size_in_use: 12582912, raft_index: 1200, raft_term: 3,
-               errors: []}
 leader:
-  description:
-    - With O(state=info), the member every readable member names as leader (C(id), C(hostname)); null when
-      there is none or they disagree.
-    - With O(state=defragmented), whether the node's member leads.
-  returned: with state info or defragmented
-  type: raw
+  description: With O(state=defragmented), whether the node's member leads.
+  returned: with state defragmented
+  type: bool
 alarms:
-  description:
-    - The raised alarms, each with C(member_id), C(hostname) and C(alarm) (C(NOSPACE) or C(CORRUPT)).
-    - With O(state=info), null when the role may not read them (Talos before 1.11, reader and etcd-backup).
-  returned: with state info or alarms_disarmed
+  description: The raised alarms, each with C(member_id), C(hostname) and C(alarm) (C(NOSPACE) or C(CORRUPT)).
+  returned: with state alarms_disarmed
   type: list
   elements: dict
 disarmed:
@@ -254,39 +218,6 @@ disarmed:
   returned: with state alarms_disarmed when alarms were raised (not in check mode)
   type: list
   elements: dict
-healthy:
-  description:
-    - With O(state=info), true when every member answers without errors, is a voting member, all agree on one
-      leader and no alarm is raised; false with the reasons in RV(problems); null when the role could not read
-      enough to tell.
-  returned: with state info
-  type: bool
-quorum:
-  description:
-    - With O(state=info), C(members), C(voting) members, C(needed) for quorum (a majority of the voting
-      members), C(healthy_voting), C(ok) (enough healthy voting members) and C(failure_tolerance) (how many
-      more may fail); the last three are null when member health is unknown.
-  returned: with state info
-  type: dict
-  sample: {members: 3, voting: 3, needed: 2, healthy_voting: 3, ok: true, failure_tolerance: 1}
-problems:
-  description: With O(state=info), what makes etcd unhealthy, one sentence each.
-  returned: with state info
-  type: list
-  elements: str
-notes:
-  description: With O(state=info), what could not be read with this role, and why.
-  returned: with state info
-  type: list
-  elements: str
-nodes:
-  description: With O(state=info) and several nodes, the result of each node, as above, by node.
-  returned: with state info when the task addresses several nodes
-  type: dict
-failed_nodes:
-  description: With O(state=info) and several nodes, the nodes that could not be read, with C(msg) and C(code).
-  returned: with state info when the task addresses several nodes
-  type: dict
 member_id:
   description: The node's etcd member id (16 hex digits).
   returned: with states bootstrapped, recovered, leader_forfeited and defragmented
