@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# talos.linux.talos_etcd against an emulated cluster of three control planes and one worker.
+# talos.linux.talos_etcd and talos_etcd_info against an emulated cluster of three control planes and one worker.
 set -eux
 
 source ../setup_talos_emulator/emulator.sh
