@@ -1,6 +1,6 @@
 # Every target creates or reuses its virtual environment, so a fresh clone needs only python3 and make.
 #   make demo    start an emulated Talos cluster and run the main job against it
-#   make test    every test (the contract CI runs)
+#   make test    every test (the contract CI runs), on Python 3.11 + ansible-core 2.19 and Python 3.13 + the newest
 #   make bench   the benchmarks; figures go to docs/performance.md
 #   make protos  regenerate plugins/module_utils/_api from protos/
 #   make docs    the docs site in docs/build/html: plugin docs and the guides of docs/, linted
@@ -19,7 +19,7 @@ PROTOBUF_OLDEST ?= 5.29.0
 PROTOBUF_NEWEST ?= 7.36.2
 
 .PHONY: venv demo test test-unit test-emulator test-integration test-protobuf-range sanity check-wire bench protos \
-	protos-from-wire clean units integration-ansible-test test-molecule lint docs
+	protos-from-wire clean units integration-ansible-test test-molecule lint docs test-matrix
 
 venv: $(VENV)/.installed
 
@@ -33,10 +33,20 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: venv
 	$(PY) demo/run.py
 
+# pytest covers the unit, emulator, integration (ansible-playbook) and ecosystem suites: the installed tarball,
+# ansible-builder, ansible-runner as AWX runs jobs, molecule, ansible-lint, the docs site and the guides.
 test: venv check-wire
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-protobuf-range
 	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory units
+	$(MAKE) --no-print-directory integration-ansible-test
+	$(if $(filter .venv,$(VENV)),$(MAKE) --no-print-directory test-matrix)
+
+# The other supported pair: the newest ansible-core on Python 3.13, unit and integration suites (own venv).
+MATRIX_PYTHON ?= python3.13
+test-matrix:
+	$(MAKE) --no-print-directory PYTHON=$(MATRIX_PYTHON) test-unit test-integration
 
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.emulator._import_path import ensure_collection_importable  # noqa: E402
 
-# (title, command) run in order; {inventory} is the talosconfig inventory of the emulated cluster
+# (title, command) run in order; {inventory} is the talosconfig inventory of the emulated cluster, {state_dir}
+# the emulator's temporary state directory
 STEPS = [
     ("The inventory, discovered from the cluster through its talosconfig",
      ["ansible-inventory", "-i", "{inventory}", "--graph", "--vars"]),
@@ -31,6 +32,8 @@ STEPS = [
     ("Rolling upgrade to Talos 1.13.6: control planes one at a time, then the workers",
      ["ansible-playbook", "-i", "{inventory}", "examples/rolling_upgrade.yml"]),
     ("Versions after the upgrade", ["ansible-playbook", "-i", "{inventory}", "examples/facts.yml"]),
+    ("Back up etcd: the member list, then a snapshot verified by its SHA-256 trailer",
+     ["ansible-playbook", "-i", "{inventory}", "examples/etcd.yml", "-e", "etcd_backup_dir={state_dir}/backups"]),
 ]
 
 
@@ -63,8 +66,9 @@ def run_steps(state_dir):
                ANSIBLE_LOCAL_TEMP=str(state_dir / "ansible-tmp"))
     env.pop("TALOSCONFIG", None)
     for title, command in STEPS:
-        print(f"\n=== {title}\n$ {' '.join(command).format(inventory=inventory.name)}", flush=True)
-        argv = [str(BIN / command[0])] + [part.format(inventory=inventory) for part in command[1:]]
+        shown = " ".join(command).format(inventory=inventory.name, state_dir="$STATE")
+        print(f"\n=== {title}\n$ {shown}", flush=True)
+        argv = [str(BIN / command[0])] + [part.format(inventory=inventory, state_dir=state_dir) for part in command[1:]]
         if subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode:
             print(f"step failed: {title}")
             return False
