@@ -33,11 +33,8 @@ def snapshot(cluster, dest, role="admin", node=None, check_mode=False, **params)
 
 
 def sha256_of(path):
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(MiB), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def leftovers(directory):
