@@ -3,7 +3,8 @@
 For each version: install protobuf (and, for the newest, googleapis-common-protos, which registers
 google/rpc/status.proto too) into a target directory placed in front of the venv's site-packages, then in
 a fresh interpreter import every generated module and make a real Version call through the client to an
-emulated node. Exit 1 when any runtime fails.
+emulated node; then run the unit suite and the client's integration tests (real gRPC and TLS against the
+emulator) on that runtime. Exit 1 when any runtime fails.
 
 Usage: python hack/protobuf_range.py OLDEST NEWEST
 """
@@ -13,6 +14,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+SUITES = ["tests/unit", "tests/integration/test_client.py"]
 PROBE = r"""
 import sys, tempfile
 from google.protobuf import __version__ as runtime
@@ -52,6 +54,15 @@ def check(version, extra):
         print(f"protobuf {version}: FAILED\n{result.stderr[-3000:]}")
         return False
     print(result.stdout.strip())
+    if extra:
+        return True
+    suites = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUITES], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=900, check=False)
+    summary = suites.stdout.strip().splitlines()[-1] if suites.stdout.strip() else ""
+    if suites.returncode:
+        print(f"protobuf {version}: {' '.join(SUITES)} FAILED\n{suites.stdout[-3000:]}{suites.stderr[-1000:]}")
+        return False
+    print(f"protobuf {version}: {' '.join(SUITES)}: {summary}")
     return True
 
 
