@@ -58,7 +58,8 @@ test-integration: venv
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 # Loads the committed gencode on the oldest and newest declared protobuf runtimes (each in its own
-# target directory in front of the venv's), next to googleapis-common-protos, and runs a real call.
+# target directory in front of the venv's), next to googleapis-common-protos, runs a real call, then the unit
+# suite and the client's integration tests on each.
 test-protobuf-range: venv
 	$(PY) hack/protobuf_range.py $(PROTOBUF_OLDEST) $(PROTOBUF_NEWEST)
 
