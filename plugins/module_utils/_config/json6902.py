@@ -5,13 +5,16 @@
 
 As in Talos (pkg/machinery/config/configpatcher/json6902.go), a JSON6902 patch applies only to a configuration
 that is a single document, and here that document must be the v1alpha1 one: a JSON pointer cannot say which of
-several documents it means.
+several documents it means. The operations see the document as Talos encodes it (every field Talos always
+writes is there, ``machine.certSANs: []`` for one), as they do in talosctl; the empty fields added for that and
+left untouched are taken out again afterwards.
 """
 
 from __future__ import annotations
 
 from .documents import describe, document_id, is_v1alpha1, type_name
 from .errors import ConfigError
+from .talos_encoding import fill_encoded_empty, strip_encoded_empty
 
 OPERATIONS = ("add", "remove", "replace", "move", "copy", "test")
 TALOS_REFUSAL = "JSON6902 patches are not supported for multi-document machine configuration"
@@ -37,6 +40,7 @@ def apply_json6902(documents, operations, patch_number):
                           hint="Use a strategic merge patch (YAML documents) instead.")
     library = _jsonpatch(patch_number)
     document = documents[0]
+    added = fill_encoded_empty(document)
     for number, operation in enumerate(operations, 1):
         path = operation.get("path")
         where = f"patch {patch_number}, operation {number} ({operation.get('op')} {path})"
@@ -56,6 +60,7 @@ def apply_json6902(documents, operations, patch_number):
     if not isinstance(document, dict):
         raise ConfigError(f"patch {patch_number} leaves the config as {type_name(document)}, not a mapping",
                           patch=patch_number, path="")
+    strip_encoded_empty(added)
     return [document]
 
 

@@ -62,10 +62,11 @@ KEYED = {
 def strategic_merge(documents, patch_documents, patch_number):
     """Merge the patch documents into ``documents`` (a list changed in place, and returned).
 
-    The patch documents are consumed: their subtrees move into the result. Deletions in a patch document
-    happen before its merge, so a patch can delete a list item or a document and add a new one in its place.
+    The patch documents are consumed: their subtrees move into the result. They are merged one after the
+    other, as Talos does, so one patch may name the same document twice (the second merges into the result of
+    the first). Deletions in a patch document happen before its merge, so a patch can delete a list item or a
+    document and add a new one in its place.
     """
-    seen = set()
     for index, patch_document in enumerate(patch_documents, 1):
         doc_id = document_id(patch_document, index, f"patch {patch_number}")
         deletes, remainder = split_deletes(patch_document, doc_id, patch_number)
@@ -73,11 +74,6 @@ def strategic_merge(documents, patch_documents, patch_number):
             apply_delete(documents, delete, patch_number)
         if remainder is None:
             continue
-        # A document that only deletes does not count, so a patch can delete a document and then give it anew.
-        if doc_id in seen:
-            raise ConfigError(f"patch {patch_number}: document {describe(doc_id)} appears twice in the patch",
-                              patch=patch_number, document=index)
-        seen.add(doc_id)
         target = next((document for document in documents if document_id(document) == doc_id), None)
         if target is None:
             documents.append(remainder)

@@ -5,7 +5,8 @@
 
 Comments, key order, document order and YAML style do not count; values count as the YAML dialect types them
 (``mtu: 1500`` and ``mtu: "1500"`` differ). Nothing is added or dropped: an empty mapping stays an empty
-mapping. The text is one compact JSON line per document, keys sorted, documents in canonical order (v1alpha1
+mapping. What Talos changes when it loads a configuration is applied first (inline manifests are trimmed), so
+a node that holds the loaded form compares equal to the text it came from. The text is one compact JSON line per document, keys sorted, documents in canonical order (v1alpha1
 first, then by kind and name): the C JSON encoder writes it over ten times faster than a YAML emitter, so
 comparing costs little more than the one YAML parse of the node's config.
 """
@@ -17,6 +18,7 @@ import json
 import math
 
 from .documents import canonical_order, parse_documents
+from .talos_encoding import as_talos_loads
 
 
 def normalise_config(documents):
@@ -24,7 +26,7 @@ def normalise_config(documents):
     if not (isinstance(documents, list) and all(isinstance(document, dict) for document in documents)):
         documents = parse_documents(documents)
     lines = []
-    for document in canonical_order(documents):
+    for document in canonical_order(as_talos_loads(documents)):
         try:
             lines.append(json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
                                     allow_nan=False, default=_tagged))

@@ -10,6 +10,7 @@ from .documents import canonical_order, load_yaml, parse_documents, plain_tree, 
 from .errors import ConfigError
 from .json6902 import apply_json6902, is_json6902, looks_like_json6902
 from .merge import strategic_merge
+from .talos_encoding import as_talos_loads
 
 
 def render_config(config=None, patches=(), current=None):
@@ -36,7 +37,7 @@ def render_config(config=None, patches=(), current=None):
         else:
             documents = strategic_merge(documents, content, number)
     canonical_order(documents, "the patched config")
-    return documents
+    return as_talos_loads(documents)
 
 
 def classify_patch(patch, number):

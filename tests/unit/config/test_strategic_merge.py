@@ -275,13 +275,6 @@ def test_a_config_with_two_documents_of_one_kind_and_name_is_refused():
                       "apiVersion: v1alpha1\nkind: HostnameConfig\nhostname: b\n")
 
 
-def test_a_patch_with_two_documents_of_one_kind_and_name_is_refused():
-    with pytest.raises(ConfigError, match="patch 1: document HostnameConfig appears twice") as caught:
-        render_config(BASE, ["apiVersion: v1alpha1\nkind: HostnameConfig\nhostname: a\n---\n"
-                             "apiVersion: v1alpha1\nkind: HostnameConfig\nhostname: b\n"])
-    assert caught.value.document == 2
-
-
 def test_a_patch_document_without_kind_is_refused():
     with pytest.raises(ConfigError, match="patch 1: document 1 has no kind"):
         render_config(BASE, [{"hostname": "x"}])
