@@ -88,6 +88,15 @@ notes:
   - With O(insecure) the node is expected in maintenance mode (no configuration yet). A node that asks for a
     client certificate is configured already, and if the talosconfig (or O(ca), O(crt), O(key)) is available
     it is compared and updated like any other node, so the task stays idempotent.
+  - Patches are applied as Talos applies them, with one difference on purpose. Deleting (C($patch) set to
+    C(delete)) something that is already absent does nothing, where C(talosctl) fails with C(lookup failed),
+    so a patch given on every run stays idempotent.
+  - One patch may name the same document more than once; its documents are merged one after the other, so a
+    patch can delete a document and give its replacement.
+  - A JSON Patch sees the configuration as Talos encodes it, with the fields Talos always writes (for example
+    C(machine.certSANs), so C(add /machine/certSANs/-) works on a configuration that does not spell it).
+  - Configurations are compared as Talos loads them, so leading newlines and tabs in
+    C(cluster.inlineManifests[].contents), which Talos trims, make no difference.
 extends_documentation_fragment:
   - talos.linux._connection
   - talos.linux._attributes
