@@ -75,8 +75,9 @@ METHODS = _collect()
 def method_by_name(rpc):
     """Resolve "Version", "MachineService/Version" or "/machine.MachineService/Version" to a path.
 
-    Short names resolve to MachineService first (where most RPCs live), then to COSI State (Get, List,
-    Watch), then to the only other match; "ImageService/List" or "LifecycleService/Upgrade" pick others.
+    Short names resolve to COSI State first for its own methods (so "List" is State/List; the file listing
+    is "MachineService/List"), then to MachineService (where most RPCs live), then to the only other
+    match; "ImageService/List" or "LifecycleService/Upgrade" pick others.
     """
     if rpc in METHODS:
         return rpc
@@ -86,7 +87,7 @@ def method_by_name(rpc):
         service, name = rpc.split("/")
         matches = [p for p, m in METHODS.items() if m.name == name and m.service.endswith(service)]
     else:
-        for preferred in (f"/machine.MachineService/{rpc}", f"/cosi.resource.State/{rpc}"):
+        for preferred in (f"/cosi.resource.State/{rpc}", f"/machine.MachineService/{rpc}"):
             if preferred in METHODS:
                 return preferred
         matches = [p for p, m in METHODS.items() if m.name == rpc]
