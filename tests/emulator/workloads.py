@@ -54,7 +54,8 @@ def containers(node, namespace):
                 continue
             image = _SYSTEM_IMAGES[service_id]
             if ":" not in image.rsplit("/", 1)[-1]:
-                image += ":" + (f"v{machine_config.KUBERNETES_VERSION}" if service_id == "kubelet" else node.version.tag)
+                tag = f"v{machine_config.KUBERNETES_VERSION}" if service_id == "kubelet" else node.version.tag
+                image += ":" + tag
             pid = base + offset + 7919 * node.container_restarts[service_id]
             found.append(Container(SYSTEM, service_id, service_id, service_id, service_id, image, pid, "RUNNING"))
         return found

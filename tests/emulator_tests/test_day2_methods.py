@@ -426,3 +426,20 @@ def test_time_and_inspect(cluster, admin):
     edges = admin("InspectService/ControllerRuntimeDependencies").messages[0].edges
     assert any(e.edge_type == inspect_pb2.OUTPUT_EXCLUSIVE and e.resource_type == "MachineStatuses.runtime.talos.dev"
                for e in edges)
+
+
+def test_a_reader_may_wipe_in_maintenance_only(emulated_cluster):
+    import asyncio
+    from tests.emulator_tests.talos_client import TalosTestClient, client_ssl_context
+    cluster = emulated_cluster(control_planes=1, workers=1, maintenance_nodes=[1])
+    maintenance = cluster.workers[0]
+    request = storage_pb2.BlockDeviceWipeRequest(devices=[storage_pb2.BlockDeviceWipeDescriptor(device="sda")])
+
+    async def wipe():
+        client = TalosTestClient(maintenance, client_ssl_context(maintenance=True))
+        try:
+            return await client.call("StorageService/BlockDeviceWipe", request)
+        finally:
+            client.close()
+    asyncio.run(wipe())             # no certificate: maintenance callers hold os:reader
+    assert cluster.wiped_devices(maintenance) == [("sda", "FAST")]

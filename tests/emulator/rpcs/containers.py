@@ -4,14 +4,14 @@ from grpclib.const import Status
 from .. import workloads
 from ..api import machine_pb2
 from .base import fail, rpc
-from .logs import _container_namespace, container_log
+from .logs import check_container_namespace, container_log
 
 M = "machine.MachineService"
 
 
 @rpc(M, "Containers")
 async def containers(call, request):
-    _container_namespace(request.namespace, request.driver)
+    check_container_namespace(request.namespace, request.driver)
     infos = [machine_pb2.ContainerInfo(
         namespace=request.namespace, id=c.display_id, internal_id=c.internal_id, uid=c.uid, pod_id=c.pod_id,
         name=c.name, image=c.image, pid=c.pid, status=c.status, network_namespace=c.network_namespace)
@@ -21,7 +21,7 @@ async def containers(call, request):
 
 @rpc(M, "Stats")
 async def stats(call, request):
-    _container_namespace(request.namespace, request.driver)
+    check_container_namespace(request.namespace, request.driver)
     rows = [machine_pb2.Stat(namespace=request.namespace, id=c.display_id, pod_id=c.pod_id, name=c.name,
                              memory_usage=(1 << 20) * (3 if c.sandbox else 40 + c.pid % 97),
                              cpu_usage=1_000_000 * (c.pid % 1000 + 1))
@@ -32,7 +32,7 @@ async def stats(call, request):
 @rpc(M, "Restart")
 async def restart(call, request):
     """SIGTERM to the container's task; its supervisor (machined or kubelet) starts it again with a new pid."""
-    _container_namespace(request.namespace, request.driver)
+    check_container_namespace(request.namespace, request.driver)
     node = call.node
     container = workloads.find(node, request.namespace, request.id)
     if container is None:

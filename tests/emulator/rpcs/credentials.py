@@ -8,7 +8,6 @@ tarfile raises "unexpected end of data" if asked for more, Go's tar reader retur
 import base64
 import datetime
 import gzip
-import io
 import re
 import tarfile
 import time
@@ -67,7 +66,8 @@ def kubeconfig_document(cluster, node):
     """GenerateAdmin: clientcmd.Write of the admin config (keys sorted, as sigs.k8s.io/yaml writes them)."""
     section = _cluster_section(node)
     name = section.get("clusterName") or cluster.name
-    endpoint = (section.get("controlPlane") or {}).get("endpoint") or f"https://{cluster.control_planes[0].address}:6443"
+    endpoint = (section.get("controlPlane") or {}).get("endpoint") or \
+        f"https://{cluster.control_planes[0].address}:6443"
     issuing = cluster.secrets.kubernetes_ca
     accepted = [issuing.cert_pem] + [base64.b64decode(ca["crt"]) for ca in section.get("acceptedCAs") or []
                                      if isinstance(ca, dict) and ca.get("crt")]

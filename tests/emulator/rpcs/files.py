@@ -91,9 +91,10 @@ async def disk_usage(call, request):
         for full, entry, size in sizes:
             depth = 0 if full == root else full.count("/") - root_depth
             is_dir = entry.kind == "dir"
-            if (request.recursion_depth > 0 and depth >= request.recursion_depth) or (not is_dir and not request.all):
-                continue
-            if (request.threshold > 0 and size < request.threshold) or (request.threshold < 0 and size > -request.threshold):
+            too_deep = 0 < request.recursion_depth <= depth
+            outside = (request.threshold > 0 and size < request.threshold) or \
+                (request.threshold < 0 and size > -request.threshold)
+            if too_deep or outside or (not is_dir and not request.all):
                 continue
             relative = posixpath.basename(full) if full == root and not is_dir else posixpath.relpath(full, root)
             yield machine_pb2.DiskUsageInfo(name=full, relative_name=relative, size=size)

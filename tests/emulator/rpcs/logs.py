@@ -14,7 +14,7 @@ M = "machine.MachineService"
 FOLLOW_POLL = 0.2          # seconds between checks that the node is still the one the call started on
 
 
-def _check_node(call):
+def check_node_unchanged(call):
     from ..dispatch import BACKEND_GONE     # dispatch imports this package: resolved at call time
     if call.node.generation != call.generation:
         fail(Status.UNAVAILABLE, BACKEND_GONE)
@@ -27,7 +27,7 @@ async def _stream_lines(call, log, *, start, follow, render):
     sent = len(log.lines)
     while follow:
         await log.wait_beyond(sent, FOLLOW_POLL)
-        _check_node(call)
+        check_node_unchanged(call)
         for line in log.lines[sent:]:
             yield common_pb2.Data(bytes=render(line).encode())
         sent = len(log.lines)
@@ -38,7 +38,7 @@ def _tail_start(log, tail_lines):
     return 0 if tail_lines < 0 else max(len(log.lines) - tail_lines, 0)
 
 
-def _container_namespace(namespace, driver):
+def check_container_namespace(namespace, driver):
     """getContainerInspector's refusals."""
     if not namespace:
         fail(Status.INVALID_ARGUMENT, "namespace can't be empty")
@@ -62,7 +62,7 @@ async def logs(call, request):
         # machined's buffer; an id nothing logged under is an empty log (created on demand, as upstream)
         log = node.logs.setdefault(request.id, node_logs.LineLog())
     else:
-        _container_namespace(request.namespace, request.driver)
+        check_container_namespace(request.namespace, request.driver)
         container = workloads.find(node, request.namespace, request.id)
         if container is None:
             fail(Status.UNKNOWN, f'container "{request.id}" not found')
@@ -87,7 +87,7 @@ async def dmesg(call, request):
         yield common_pb2.Data(bytes=line.encode())
     while request.follow:
         await log.wait_beyond(sent, FOLLOW_POLL)
-        _check_node(call)
+        check_node_unchanged(call)
         for line in log.lines[sent:]:
             yield common_pb2.Data(bytes=line.encode())
         sent = len(log.lines)

@@ -11,7 +11,7 @@ from grpclib.const import Status
 from .. import hardware
 from ..api import common_pb2, machine_pb2
 from .base import fail, rpc
-from .logs import FOLLOW_POLL, _check_node
+from .logs import FOLLOW_POLL, check_node_unchanged
 
 M = "machine.MachineService"
 _N = machine_pb2.NetstatRequest
@@ -131,6 +131,6 @@ async def packet_capture(call, request):
     number = 0
     while True:
         await asyncio.sleep(min(PCAP_PACKET_INTERVAL, FOLLOW_POLL))
-        _check_node(call)
+        check_node_unchanged(call)
         number += 1
         yield common_pb2.Data(bytes=_pcap_packet(call.node, number, snap_len))

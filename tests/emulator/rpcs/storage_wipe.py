@@ -20,7 +20,7 @@ def _devices(node):
     return devices
 
 
-def _validate(node, descriptor, devices):
+def _validate(descriptor, devices):
     name = descriptor.device
     if name not in devices:
         fail(Status.NOT_FOUND, f'blockdevice "{name}" not found')
@@ -42,7 +42,7 @@ async def block_device_wipe(call, request):
         rbac.require_admin(call.roles)        # the rule admits readers (v1.13+) for maintenance only
     devices = _devices(node)
     for descriptor in request.devices:
-        _validate(node, descriptor, devices)
+        _validate(descriptor, devices)
     for descriptor in request.devices:
         method = storage_pb2.BlockDeviceWipeDescriptor.Method.Name(descriptor.method)
         node.wiped_devices.append((descriptor.device, method))
