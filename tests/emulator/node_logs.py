@@ -6,8 +6,6 @@ wait on `wait_beyond`; tests and RPCs append with `append`.
 import asyncio
 import datetime
 
-KMSG_FACILITIES = ("kern", "daemon", "user")
-
 
 class LineLog:
     """An append-only list of lines (no trailing newline) that followers can wait on."""
@@ -32,8 +30,10 @@ class LineLog:
 
 
 def _stamp(when):
-    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(timespec="microseconds") \
-        .replace("+00:00", "Z")
+    """Go's time.RFC3339Nano in UTC: trailing zeros of the fraction dropped (kmsg has microseconds)."""
+    moment = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
+    fraction = f"{moment.microsecond:06d}".rstrip("0")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
 
 
 def service_log(service_id, hostname, when):
@@ -56,8 +56,7 @@ def container_log(container_name, when):
 
 def kmsg_line(facility, priority, when, message):
     """Dmesg's rendering of one kernel message: "<facility>: <%7s priority>: [<RFC3339Nano>]: <message>"."""
-    stamp = datetime.datetime.fromtimestamp(when, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{facility}: {priority:>7}: [{stamp}]: {message}"
+    return f"{facility}: {priority:>7}: [{_stamp(when)}]: {message}"
 
 
 def boot_kmsg(hostname, when):

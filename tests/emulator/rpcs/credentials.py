@@ -29,6 +29,10 @@ ALLOWED_TIME_SKEW = datetime.timedelta(seconds=10)
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 
 
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
 def _cluster_section(node):
     document = machine_config.v1alpha1_document(machine_config.parse_config(node.config)) or {}
     return document.get("cluster") or {}
@@ -73,7 +77,6 @@ def kubeconfig_document(cluster, node):
                                      if isinstance(ca, dict) and ca.get("crt")]
     lifetime = _go_duration((section.get("adminKubeconfig") or {}).get("certLifetime")) or ADMIN_CERT_LIFETIME
     crt, key = _admin_certificate(issuing, lifetime)
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
     user = f"admin@{name}"
     document = {
         "apiVersion": "v1", "kind": "Config", "preferences": {},
@@ -116,7 +119,6 @@ async def generate_client_configuration(call, request):
     crt_pem, key_pem = pki.certificate_pem(cert), pki.private_key_pem(key, pki.TALOS_KEY_LABEL)
     name = _cluster_section(node).get("clusterName") or call.cluster.name
     context = f"{roles[0].removeprefix('os:')}@{name}" if len(roles) == 1 else name
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
     talosconfig = yaml.safe_dump({"context": context, "contexts": {context: {
         "endpoints": [], "ca": b64(ca.cert_pem), "crt": b64(crt_pem), "key": b64(key_pem)}}}, sort_keys=False)
     return machine_pb2.GenerateClientConfigurationResponse(messages=[machine_pb2.GenerateClientConfiguration(
