@@ -130,6 +130,8 @@ def test_logs_tail_lines(cluster, admin):
     assert logs(2).splitlines() == everything[-2:]
     assert logs(0) == ""                                 # the proto default sends no history
     assert _text(admin("Logs", machine_pb2.LogsRequest(id="kubelet", tail_lines=1))).count("\n") == 1
+    error = admin.error("Logs", machine_pb2.LogsRequest(namespace="system", id="ext-missing", tail_lines=-1))
+    assert (error.status, error.message) == (Status.UNKNOWN, 'log "ext-missing" was not registered')
     ids = admin("LogsContainers").messages[0].ids
     assert "apid" in ids and "etcd" in ids and "kubelet" in ids
 

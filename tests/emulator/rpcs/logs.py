@@ -59,8 +59,10 @@ def container_log(node, container):
 async def logs(call, request):
     node = call.node
     if request.namespace == workloads.SYSTEM or request.id == "kubelet":
-        # machined's buffer; an id nothing logged under is an empty log (created on demand, as upstream)
-        log = node.logs.setdefault(request.id, node_logs.LineLog())
+        # machined's buffer; only a writer creates one, so an id nothing has logged under is refused
+        log = node.logs.get(request.id)
+        if log is None:
+            fail(Status.UNKNOWN, f'log "{request.id}" was not registered')
     else:
         check_container_namespace(request.namespace, request.driver)
         container = workloads.find(node, request.namespace, request.id)
