@@ -7,19 +7,25 @@ import json
 import pathlib
 import sys
 
+# Every service apid serves clients, each RPC upstream has (securityapi.SecurityService is trustd's, port 50001).
 RPCS = {
     "machine.MachineService": [
-        "ApplyConfiguration", "Bootstrap", "CPUInfo", "EtcdAlarmDisarm", "EtcdAlarmList", "EtcdDefragment",
+        "ApplyConfiguration", "Bootstrap", "CPUFreqStats", "CPUInfo", "Containers", "Copy", "DiskStats",
+        "DiskUsage", "Dmesg", "EtcdAlarmDisarm", "EtcdAlarmList", "EtcdDefragment",
         "EtcdDowngradeCancel", "EtcdDowngradeEnable", "EtcdDowngradeValidate", "EtcdForfeitLeadership",
         "EtcdLeaveCluster", "EtcdMemberList", "EtcdRecover", "EtcdRemoveMemberByID", "EtcdSnapshot",
-        "EtcdStatus", "Events", "Hostname", "Kubeconfig", "LoadAvg", "Memory", "Mounts", "Read", "Reboot",
-        "Reset", "Rollback", "ServiceList", "ServiceRestart", "ServiceStart", "ServiceStop", "Shutdown",
-        "SystemStat", "Upgrade", "Version",
+        "EtcdStatus", "Events", "GenerateClientConfiguration", "Hostname", "ImageList", "ImagePull",
+        "Kubeconfig", "List", "LoadAvg", "Logs", "LogsContainers", "Memory", "MetaDelete", "MetaWrite",
+        "Mounts", "Netstat", "NetworkDeviceStats", "PacketCapture", "Processes", "Read", "Reboot", "Reset",
+        "Restart", "Rollback", "ServiceList", "ServiceRestart", "ServiceStart", "ServiceStop", "Shutdown",
+        "Stats", "SystemStat", "Upgrade", "Version",
     ],
     "machine.LifecycleService": ["Install", "Upgrade"],
-    "machine.ImageService": ["List", "Pull"],
+    "machine.ImageService": ["List", "Pull", "Import", "Remove", "Verify"],
     "cluster.ClusterService": ["HealthCheck"],
-    "storage.StorageService": ["Disks"],
+    "storage.StorageService": ["Disks", "BlockDeviceWipe"],
+    "inspect.InspectService": ["ControllerRuntimeDependencies"],
+    "time.TimeService": ["Time", "TimeCheck"],
     "cosi.resource.State": ["Create", "Destroy", "Get", "List", "Teardown", "TeardownAndDestroy", "Update", "Watch"],
 }
 # Messages reached only through google.protobuf.Any (Events payloads) or read from COSI bytes.
@@ -33,6 +39,7 @@ EXTRA = [
 ONEOFS = {
     "machine.LifecycleServiceInstallProgress": ("response", ["message", "exit_code"]),
     "machine.ImageServicePullResponse": ("response", ["name", "pull_progress"]),
+    "machine.ImageServiceImportRequest": ("request", ["containerd", "image_chunk"]),
 }
 # Which file each top-level name goes to: (package, file) chosen by prefix, longest first.
 FILES = [
@@ -42,6 +49,8 @@ FILES = [
     ("common.", "common/common.proto"),
     ("cluster.", "cluster/cluster.proto"),
     ("storage.", "storage/storage.proto"),
+    ("inspect.", "inspect/inspect.proto"),
+    ("time.", "time/time.proto"),
     ("resource.config.", "resource/config/config.proto"),
     ("cosi.resource.State", "cosi/v1alpha1/state.proto"),
     ("cosi.resource.", "cosi/v1alpha1/resource.proto"),
@@ -115,6 +124,7 @@ def main(wire_path, out_dir="protos"):
 
     def package_of(path):
         return {"machine": "machine", "common": "common", "cluster": "cluster", "storage": "storage",
+                "inspect": "inspect", "time": "time",
                 "resource": "resource.config", "cosi": "cosi.resource"}[path.split("/")[0]]
 
     for path, names in by_file.items():

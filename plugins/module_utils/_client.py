@@ -44,6 +44,12 @@ READ_ONLY = frozenset({
     "MachineService/EtcdMemberList", "MachineService/EtcdStatus", "MachineService/EtcdAlarmList",
     "MachineService/EtcdSnapshot", "MachineService/EtcdDowngradeValidate", "StorageService/Disks",
     "ClusterService/HealthCheck", "State/Get", "State/List", "State/Watch", "ImageService/List",
+    "MachineService/Logs", "MachineService/LogsContainers", "MachineService/Dmesg", "MachineService/Containers",
+    "MachineService/Processes", "MachineService/Stats", "MachineService/Netstat", "MachineService/DiskUsage",
+    "MachineService/List", "MachineService/Copy", "MachineService/CPUFreqStats", "MachineService/DiskStats",
+    "MachineService/NetworkDeviceStats", "MachineService/ImageList", "MachineService/PacketCapture",
+    "MachineService/GenerateClientConfiguration", "ImageService/Verify", "TimeService/Time",
+    "TimeService/TimeCheck", "InspectService/ControllerRuntimeDependencies",
 })
 # Node answers that mean "not done, try again shortly" even for a call that changes the node.
 RETRYABLE_DETAILS = ("another apply configuration is already in progress",)
@@ -80,10 +86,12 @@ def _load_methods():
 
     from ._api.cluster import cluster_pb2
     from ._api.cosi.v1alpha1 import state_pb2
+    from ._api.inspect import inspect_pb2
     from ._api.machine import image_pb2, lifecycle_pb2, machine_pb2
     from ._api.storage import storage_pb2
+    from ._api.time import time_pb2
 
-    for module in (machine_pb2, lifecycle_pb2, image_pb2, cluster_pb2, storage_pb2, state_pb2):
+    for module in (machine_pb2, lifecycle_pb2, image_pb2, cluster_pb2, storage_pb2, state_pb2, inspect_pb2, time_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 cardinality = Cardinality((m.client_streaming, m.server_streaming))

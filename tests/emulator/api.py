@@ -8,18 +8,21 @@ from ansible_collections.talos.linux.plugins.module_utils._api.cluster import cl
 from ansible_collections.talos.linux.plugins.module_utils._api.common import common_pb2
 from ansible_collections.talos.linux.plugins.module_utils._api.cosi.v1alpha1 import resource_pb2, state_pb2
 from ansible_collections.talos.linux.plugins.module_utils._api.google.rpc import status_pb2
+from ansible_collections.talos.linux.plugins.module_utils._api.inspect import inspect_pb2
 from ansible_collections.talos.linux.plugins.module_utils._api.machine import image_pb2, lifecycle_pb2, machine_pb2
 from ansible_collections.talos.linux.plugins.module_utils._api.resource.config import config_pb2
 from ansible_collections.talos.linux.plugins.module_utils._api.storage import storage_pb2
+from ansible_collections.talos.linux.plugins.module_utils._api.time import time_pb2
 
 __all__ = [
     "RpcMethod", "METHODS", "method_by_name", "cluster_pb2", "common_pb2", "resource_pb2", "state_pb2",
     "status_pb2", "image_pb2", "lifecycle_pb2", "machine_pb2", "config_pb2", "storage_pb2",
+    "inspect_pb2", "time_pb2",
 ]
 
 # Imported only for its side effect: loading empty_pb2 registers google.protobuf.Empty in the default pool.
 _WELL_KNOWN_TYPE_MODULES = (empty_pb2,)
-_PROTO_MODULES = (machine_pb2, lifecycle_pb2, image_pb2, cluster_pb2, storage_pb2, state_pb2)
+_PROTO_MODULES = (machine_pb2, lifecycle_pb2, image_pb2, cluster_pb2, storage_pb2, state_pb2, inspect_pb2, time_pb2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +75,9 @@ METHODS = _collect()
 def method_by_name(rpc):
     """Resolve "Version", "MachineService/Version" or "/machine.MachineService/Version" to a path.
 
-    Short names resolve to MachineService first (where most RPCs live), then to COSI State (Get, List,
-    Watch), then to the only other match; "ImageService/List" or "LifecycleService/Upgrade" pick others.
+    Short names resolve to COSI State first for its own methods (so "List" is State/List; the file listing
+    is "MachineService/List"), then to MachineService (where most RPCs live), then to the only other
+    match; "ImageService/List" or "LifecycleService/Upgrade" pick others.
     """
     if rpc in METHODS:
         return rpc
@@ -83,7 +87,7 @@ def method_by_name(rpc):
         service, name = rpc.split("/")
         matches = [p for p, m in METHODS.items() if m.name == name and m.service.endswith(service)]
     else:
-        for preferred in (f"/machine.MachineService/{rpc}", f"/cosi.resource.State/{rpc}"):
+        for preferred in (f"/cosi.resource.State/{rpc}", f"/machine.MachineService/{rpc}"):
             if preferred in METHODS:
                 return preferred
         matches = [p for p, m in METHODS.items() if m.name == rpc]

@@ -10,10 +10,11 @@ import pathlib
 import shutil
 import tempfile
 import threading
+import time
 
 from grpclib.const import Status
 
-from . import pki, rbac, sequences
+from . import node_logs, pki, rbac, sequences
 from .api import method_by_name
 from .rpcs.etcd import publish_etcd_members
 from .runtime import ClusterRuntime
@@ -365,6 +366,27 @@ class EmulatedCluster:
     def etcd_members(self):
         """{hostname: member id (16 hex digits)} of the current etcd members."""
         return self._on_loop(lambda: {m.hostname: f"{m.id:016x}" for m in self.runtime.etcd.members.values()})
+
+    # Day-2 node state (logs, kernel ring, META, wiped devices) ------------------------------------
+    def append_log(self, address, service, line):
+        """A line in machined's log of `service` (Logs follows it; lost at the next boot)."""
+        def append():
+            node = self._node(address)
+            node.logs.setdefault(service, node_logs.LineLog()).append(line)
+        self._on_loop(append)
+
+    def kernel_message(self, address, message, facility="kern", priority="info"):
+        """A message in the node's kernel ring (Dmesg follows it)."""
+        self._on_loop(lambda: self._node(address).kmsg.append(
+            node_logs.kmsg_line(facility, priority, time.time(), message)))
+
+    def meta(self, address):
+        """{key: value bytes} of the node's META partition."""
+        return self._on_loop(lambda: dict(self._node(address).meta))
+
+    def wiped_devices(self, address):
+        """[(device, method)] BlockDeviceWipe has wiped on the node, in order."""
+        return self._on_loop(lambda: list(self._node(address).wiped_devices))
 
     def __repr__(self):
         state = "running" if self._thread else "stopped"

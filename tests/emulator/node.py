@@ -3,13 +3,14 @@
 This file holds state and the small transitions on it; the RPCs (rpcs/) and the multi-step sequences
 (sequences.py) act on it. Everything here runs on the emulator's event loop.
 """
+import collections
 import dataclasses
 import secrets
 import string
 import time
 import uuid
 
-from . import machine_config
+from . import machine_config, node_logs
 from .api import machine_pb2
 from .events import EventLog
 from .resources import ResourceStore
@@ -112,6 +113,12 @@ class Node:
         self.resources = ResourceStore()
         self.services = {}
         self.images = seed_images(version)
+        self.meta = {}                       # META partition: key (0-255) -> value bytes; survives reboots
+        self.logs = {}                       # machined's service logs (node_logs.LineLog), lost at boot
+        self.container_logs = {}             # CRI container logs by "<ns>/<pod>:<container>"
+        self.kmsg = node_logs.LineLog()      # the kernel ring buffer
+        self.container_restarts = collections.Counter()   # Restart (SIGTERM) count per container
+        self.wiped_devices = []              # BlockDeviceWipe: (device, method name) in order
         self.listener = None                 # transport.NodeListener, set by the cluster
         self.tasks = set()                   # background sequences (reboots, rollbacks)
 
@@ -155,6 +162,7 @@ class Node:
 
     def start_services(self):
         self.services = {}
+        self.logs = {}
         for service_id in self.service_ids():
             service = ServiceState(service_id)
             service.transition("Preparing", "Running pre state")
@@ -162,6 +170,7 @@ class Node:
             if service_id == "etcd" and not self.cluster.etcd.bootstrapped:
                 service.transition("Preparing", "Waiting for bootstrap", unknown=True)
             self.services[service_id] = service
+            self.logs[service_id] = node_logs.service_log(service_id, self.hostname, service.last_change)
 
     @property
     def etcd_running(self):
@@ -175,6 +184,8 @@ class Node:
         self.boot_time = time.time()
         self.up = True
         self.events = EventLog()
+        self.kmsg = node_logs.boot_kmsg(self.hostname, self.boot_time)
+        self.container_logs = {}
 
     def machine_stage(self):
         return getattr(_STAGES, self.stage.upper())

@@ -11,6 +11,8 @@ OPERATOR = "os:operator"
 READER = "os:reader"
 ETCD_BACKUP = "os:etcd:backup"
 IMPERSONATOR = "os:impersonator"
+META_WRITER = "os:meta:writer"          # v1.13+
+IMAGE_VERIFIER = "os:image:verifier"    # v1.13+
 
 NOT_AUTHORIZED = "not authorized"
 
@@ -39,6 +41,22 @@ _RULES = {
     "/machine.ImageService/Pull": _O_A,
     # Not in the spec's list; upstream lets readers list images like the legacy ImageList (an assumption).
     "/machine.ImageService/List": _R_O_A,
+    # talos-api-day2.md Appendix A; absent rows (Read, Copy, Kubeconfig, GenerateClientConfiguration,
+    # MetaWrite/MetaDelete before v1.13, ImageService Import/Remove, BlockDeviceWipe before v1.13) need os:admin.
+    **{_M + name: _R_O_A for name in (
+        "LogsContainers", "Containers", "Stats", "CPUFreqStats", "NetworkDeviceStats", "DiskUsage", "List",
+        "ImageList")},
+    **{_M + name: _O_A for name in ("Restart", "PacketCapture", "ImagePull")},
+    "/machine.ImageService/Verify": frozenset({IMAGE_VERIFIER, READER, OPERATOR, ADMIN}),
+    "/inspect.InspectService/ControllerRuntimeDependencies": _R_O_A,
+    "/time.TimeService/Time": _R_O_A,
+    "/time.TimeService/TimeCheck": _R_O_A,
+}
+# v1.13 rules: META gets its own role; BlockDeviceWipe admits readers, which the handler allows in maintenance only.
+_RULES_SINCE_13 = {
+    _M + "MetaWrite": frozenset({META_WRITER, ADMIN}),
+    _M + "MetaDelete": frozenset({META_WRITER, ADMIN}),
+    "/storage.StorageService/BlockDeviceWipe": frozenset({READER, ADMIN}),
 }
 
 
@@ -49,6 +67,8 @@ def allowed_roles(path, version):
     if path == _M + "ApplyConfiguration" and version.apply_rule_admits_reader:
         # The table admits readers from v1.13; the handler then refuses non-admins outside maintenance.
         return frozenset({READER, ADMIN})
+    if path in _RULES_SINCE_13 and version.at_least(13):
+        return _RULES_SINCE_13[path]
     return _RULES.get(path, _A)
 
 

@@ -1,15 +1,9 @@
-"""Read-only facts: Version, Hostname, Memory, CPUInfo, SystemStat, Mounts, LoadAvg, Disks, Read, Kubeconfig."""
-import gzip
-import io
-import tarfile
+"""Read-only facts: Version, Hostname, Memory, CPUInfo, SystemStat, Mounts, LoadAvg, Disks."""
 import time
 
-import yaml
-from grpclib.const import Status
-
 from .. import hardware
-from ..api import common_pb2, machine_pb2, storage_pb2
-from .base import fail, require_control_plane, rpc
+from ..api import machine_pb2, storage_pb2
+from .base import rpc
 
 M = "machine.MachineService"
 BUILD_DATE = "2026-01-15T10:00:00Z"
@@ -86,52 +80,3 @@ async def disks(call, request):
                          system_disk=d.system_disk and not call.node.maintenance,
                          subsystem="/sys/class/block", readonly=False)
         for d in hardware.disks(call.node.index)])])
-
-
-def _readable_files(node):
-    files = {
-        "/proc/sys/kernel/random/boot_id": (node.boot_id + "\n").encode(),
-        "/proc/loadavg": ("%.2f %.2f %.2f 1/300 1234\n" % hardware.LOAD_AVERAGE).encode(),
-        "/etc/os-release": (f'NAME="Talos"\nID=talos\nVERSION_ID={node.version.tag}\n'
-                            f'PRETTY_NAME="Talos ({node.version.tag})"\n').encode(),
-        "/proc/sys/kernel/hostname": (node.hostname + "\n").encode(),
-    }
-    if node.persistent_config is not None:
-        files["/system/state/config.yaml"] = node.persistent_config
-    return files
-
-
-@rpc(M, "Read")
-async def read(call, request):
-    data = _readable_files(call.node).get(request.path)
-    if data is None:
-        fail(Status.NOT_FOUND, f"open {request.path}: no such file or directory")
-    yield common_pb2.Data(bytes=data)
-
-
-def kubeconfig_archive(cluster, node):
-    """Talos streams a gzipped tar holding one file named "kubeconfig"."""
-    name = cluster.name
-    document = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": f"https://{cluster.control_planes[0].address}:6443",
-                                                "certificate-authority-data": "RU1VTEFURUQ="}}],
-        "users": [{"name": f"admin@{name}", "user": {"client-certificate-data": "RU1VTEFURUQ=",
-                                                     "client-key-data": "RU1VTEFURUQ="}}],
-        "contexts": [{"name": f"admin@{name}", "context": {"cluster": name, "namespace": "default",
-                                                           "user": f"admin@{name}"}}],
-        "current-context": f"admin@{name}",
-    }
-    content = yaml.safe_dump(document, sort_keys=False).encode()
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as archive:
-        info = tarfile.TarInfo("kubeconfig")
-        info.size, info.mode, info.mtime = len(content), 0o600, int(time.time())
-        archive.addfile(info, io.BytesIO(content))
-    return gzip.compress(raw.getvalue())
-
-
-@rpc(M, "Kubeconfig")
-async def kubeconfig(call, request):
-    require_control_plane(call, "kubeconfig")
-    yield common_pb2.Data(bytes=kubeconfig_archive(call.cluster, call.node))

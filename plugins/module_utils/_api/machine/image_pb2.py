@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 
 from ..common import common_pb2 as common_dot_common__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13machine/image.proto\x12\x07machine\x1a\x13\x63ommon/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n\x17ImageServiceListRequest\x12.\n\ncontainerd\x18\x01 \x01(\x0b\x32\x1a.common.ContainerdInstance\"\xe4\x01\n\x18ImageServiceListResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x06labels\x18\x05 \x03(\x0b\x32-.machine.ImageServiceListResponse.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x95\x02\n\x1dImageServicePullLayerProgress\x12=\n\x06status\x18\x01 \x01(\x0e\x32-.machine.ImageServicePullLayerProgress.Status\x12*\n\x07\x65lapsed\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\"j\n\x06Status\x12\x0f\n\x0b\x44OWNLOADING\x10\x00\x12\x15\n\x11\x44OWNLOAD_COMPLETE\x10\x01\x12\x0e\n\nEXTRACTING\x10\x02\x12\x14\n\x10\x45XTRACT_COMPLETE\x10\x03\x12\x12\n\x0e\x41LREADY_EXISTS\x10\x04\"f\n\x18ImageServicePullProgress\x12\x10\n\x08layer_id\x18\x01 \x01(\t\x12\x38\n\x08progress\x18\x02 \x01(\x0b\x32&.machine.ImageServicePullLayerProgress\"\\\n\x17ImageServicePullRequest\x12.\n\ncontainerd\x18\x01 \x01(\x0b\x32\x1a.common.ContainerdInstance\x12\x11\n\timage_ref\x18\x03 \x01(\t\"r\n\x18ImageServicePullResponse\x12\x0e\n\x04name\x18\x01 \x01(\tH\x00\x12:\n\rpull_progress\x18\x02 \x01(\x0b\x32!.machine.ImageServicePullProgressH\x00\x42\n\n\x08response2\xac\x01\n\x0cImageService\x12M\n\x04List\x12 .machine.ImageServiceListRequest\x1a!.machine.ImageServiceListResponse0\x01\x12M\n\x04Pull\x12 .machine.ImageServicePullRequest\x1a!.machine.ImageServicePullResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13machine/image.proto\x12\x07machine\x1a\x13\x63ommon/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n\x17ImageServiceCredentials\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"}\n\x19ImageServiceImportRequest\x12\x30\n\ncontainerd\x18\x01 \x01(\x0b\x32\x1a.common.ContainerdInstanceH\x00\x12#\n\x0bimage_chunk\x18\x02 \x01(\x0b\x32\x0c.common.DataH\x00\x42\t\n\x07request\"*\n\x1aImageServiceImportResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x17ImageServiceListRequest\x12.\n\ncontainerd\x18\x01 \x01(\x0b\x32\x1a.common.ContainerdInstance\"\xe4\x01\n\x18ImageServiceListResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x06labels\x18\x05 \x03(\x0b\x32-.machine.ImageServiceListResponse.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x95\x02\n\x1dImageServicePullLayerProgress\x12=\n\x06status\x18\x01 \x01(\x0e\x32-.machine.ImageServicePullLayerProgress.Status\x12*\n\x07\x65lapsed\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\"j\n\x06Status\x12\x0f\n\x0b\x44OWNLOADING\x10\x00\x12\x15\n\x11\x44OWNLOAD_COMPLETE\x10\x01\x12\x0e\n\nEXTRACTING\x10\x02\x12\x14\n\x10\x45XTRACT_COMPLETE\x10\x03\x12\x12\n\x0e\x41LREADY_EXISTS\x10\x04\"f\n\x18ImageServicePullProgress\x12\x10\n\x08layer_id\x18\x01 \x01(\t\x12\x38\n\x08progress\x18\x02 \x01(\x0b\x32&.machine.ImageServicePullLayerProgress\"\\\n\x17ImageServicePullRequest\x12.\n\ncontainerd\x18\x01 \x01(\x0b\x32\x1a.common.ContainerdInstance\x12\x11\n\timage_ref\x18\x03 \x01(\t\"r\n\x18ImageServicePullResponse\x12\x0e\n\x04name\x18\x01 \x01(\tH\x00\x12:\n\rpull_progress\x18\x02 \x01(\x0b\x32!.machine.ImageServicePullProgressH\x00\x42\n\n\x08response\"^\n\x19ImageServiceRemoveRequest\x12.\n\ncontainerd\x18\x01 \x01(\x0b\x32\x1a.common.ContainerdInstance\x12\x11\n\timage_ref\x18\x02 \x01(\t\"e\n\x19ImageServiceVerifyRequest\x12\x11\n\timage_ref\x18\x01 \x01(\t\x12\x35\n\x0b\x63redentials\x18\x02 \x01(\x0b\x32 .machine.ImageServiceCredentials\"[\n\x1aImageServiceVerifyResponse\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1a\n\x12\x64igested_image_ref\x18\x03 \x01(\t2\x9a\x03\n\x0cImageService\x12M\n\x04List\x12 .machine.ImageServiceListRequest\x1a!.machine.ImageServiceListResponse0\x01\x12M\n\x04Pull\x12 .machine.ImageServicePullRequest\x1a!.machine.ImageServicePullResponse0\x01\x12S\n\x06Import\x12\".machine.ImageServiceImportRequest\x1a#.machine.ImageServiceImportResponse(\x01\x12\x44\n\x06Remove\x12\".machine.ImageServiceRemoveRequest\x1a\x16.google.protobuf.Empty\x12Q\n\x06Verify\x12\".machine.ImageServiceVerifyRequest\x1a#.machine.ImageServiceVerifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,22 +38,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_IMAGESERVICELISTRESPONSE_LABELSENTRY']._loaded_options = None
   _globals['_IMAGESERVICELISTRESPONSE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_IMAGESERVICELISTREQUEST']._serialized_start=118
-  _globals['_IMAGESERVICELISTREQUEST']._serialized_end=191
-  _globals['_IMAGESERVICELISTRESPONSE']._serialized_start=194
-  _globals['_IMAGESERVICELISTRESPONSE']._serialized_end=422
-  _globals['_IMAGESERVICELISTRESPONSE_LABELSENTRY']._serialized_start=377
-  _globals['_IMAGESERVICELISTRESPONSE_LABELSENTRY']._serialized_end=422
-  _globals['_IMAGESERVICEPULLLAYERPROGRESS']._serialized_start=425
-  _globals['_IMAGESERVICEPULLLAYERPROGRESS']._serialized_end=702
-  _globals['_IMAGESERVICEPULLLAYERPROGRESS_STATUS']._serialized_start=596
-  _globals['_IMAGESERVICEPULLLAYERPROGRESS_STATUS']._serialized_end=702
-  _globals['_IMAGESERVICEPULLPROGRESS']._serialized_start=704
-  _globals['_IMAGESERVICEPULLPROGRESS']._serialized_end=806
-  _globals['_IMAGESERVICEPULLREQUEST']._serialized_start=808
-  _globals['_IMAGESERVICEPULLREQUEST']._serialized_end=900
-  _globals['_IMAGESERVICEPULLRESPONSE']._serialized_start=902
-  _globals['_IMAGESERVICEPULLRESPONSE']._serialized_end=1016
-  _globals['_IMAGESERVICE']._serialized_start=1019
-  _globals['_IMAGESERVICE']._serialized_end=1191
+  _globals['_IMAGESERVICECREDENTIALS']._serialized_start=147
+  _globals['_IMAGESERVICECREDENTIALS']._serialized_end=222
+  _globals['_IMAGESERVICEIMPORTREQUEST']._serialized_start=224
+  _globals['_IMAGESERVICEIMPORTREQUEST']._serialized_end=349
+  _globals['_IMAGESERVICEIMPORTRESPONSE']._serialized_start=351
+  _globals['_IMAGESERVICEIMPORTRESPONSE']._serialized_end=393
+  _globals['_IMAGESERVICELISTREQUEST']._serialized_start=395
+  _globals['_IMAGESERVICELISTREQUEST']._serialized_end=468
+  _globals['_IMAGESERVICELISTRESPONSE']._serialized_start=471
+  _globals['_IMAGESERVICELISTRESPONSE']._serialized_end=699
+  _globals['_IMAGESERVICELISTRESPONSE_LABELSENTRY']._serialized_start=654
+  _globals['_IMAGESERVICELISTRESPONSE_LABELSENTRY']._serialized_end=699
+  _globals['_IMAGESERVICEPULLLAYERPROGRESS']._serialized_start=702
+  _globals['_IMAGESERVICEPULLLAYERPROGRESS']._serialized_end=979
+  _globals['_IMAGESERVICEPULLLAYERPROGRESS_STATUS']._serialized_start=873
+  _globals['_IMAGESERVICEPULLLAYERPROGRESS_STATUS']._serialized_end=979
+  _globals['_IMAGESERVICEPULLPROGRESS']._serialized_start=981
+  _globals['_IMAGESERVICEPULLPROGRESS']._serialized_end=1083
+  _globals['_IMAGESERVICEPULLREQUEST']._serialized_start=1085
+  _globals['_IMAGESERVICEPULLREQUEST']._serialized_end=1177
+  _globals['_IMAGESERVICEPULLRESPONSE']._serialized_start=1179
+  _globals['_IMAGESERVICEPULLRESPONSE']._serialized_end=1293
+  _globals['_IMAGESERVICEREMOVEREQUEST']._serialized_start=1295
+  _globals['_IMAGESERVICEREMOVEREQUEST']._serialized_end=1389
+  _globals['_IMAGESERVICEVERIFYREQUEST']._serialized_start=1391
+  _globals['_IMAGESERVICEVERIFYREQUEST']._serialized_end=1492
+  _globals['_IMAGESERVICEVERIFYRESPONSE']._serialized_start=1494
+  _globals['_IMAGESERVICEVERIFYRESPONSE']._serialized_end=1585
+  _globals['_IMAGESERVICE']._serialized_start=1588
+  _globals['_IMAGESERVICE']._serialized_end=1998
 # @@protoc_insertion_point(module_scope)
