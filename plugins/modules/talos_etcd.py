@@ -99,6 +99,14 @@ options:
     description:
       - With O(state=snapshot), the file on the controller to write the snapshot to. Its directory must exist.
         It is replaced only by a complete, verified snapshot.
+      - The snapshot is first written to a partial file beside it, named
+        C(.<dest file name>.<controller hostname>.<pid>.<8 hex digits>.partial) (mode C(0600)), which is renamed
+        onto O(dest) once verified. It is removed when the transfer fails, the task is cancelled or times out,
+        and when the process writing it gets SIGINT (Ctrl-C) or SIGTERM. A writer killed outright (SIGKILL, an
+        C(async) job past its time limit, a power cut) cannot clean up: the next O(state=snapshot) run for the
+        same O(dest) removes such partial files, with a warning, when they were written on this host by this
+        user and their pid no longer runs. Other files, other dests' partial files and those of a running
+        writer are left alone.
     type: path
   src:
     description:

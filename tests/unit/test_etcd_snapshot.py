@@ -5,6 +5,7 @@ import errno
 import hashlib
 import os
 import pathlib
+import signal
 import struct
 import subprocess
 
@@ -53,7 +54,7 @@ def test_a_good_snapshot_is_written_whole_with_its_checksum(tmp_path, sizes):
     result = write(data, dest, sizes)
     assert dest.read_bytes() == data
     assert result == {"dest": str(dest), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                      "encrypted": False}
+                      "encrypted": False, "removed_partials": []}
     assert os.stat(dest).st_mode & 0o7777 == 0o600
     assert leftovers(tmp_path) == []
 
@@ -101,6 +102,50 @@ def test_a_good_snapshot_replaces_an_existing_file(tmp_path):
     fresh = make_snapshot(seed=b"today")
     write(fresh, dest)
     assert dest.read_bytes() == fresh and os.stat(dest).st_mode & 0o777 == 0o600
+
+
+def finished_pid():
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
+def test_only_stale_partials_of_this_dest_and_host_are_removed(tmp_path):
+    host, dead = snap.partial_host(), finished_pid()
+    stale = tmp_path / f".etcd.{host}.{dead}.0a1b2c3d.partial"
+    kept = [
+        f".etcd.db.{host}.{dead}.0a1b2c3d.partial",          # dest etcd.db, not etcd
+        f".etcd.{host}.{os.getpid()}.0a1b2c3d.partial",      # its writer is alive
+        f".etcd.{host}.1.0a1b2c3d.partial",                  # pid 1 is alive, though not ours to signal
+        f".etcd.{host}.0.0a1b2c3d.partial",                  # no pid
+        f".etcd.{host}.{dead}.0A1B2C3D.partial",             # not the hex we write
+        f".etcd.{host}x.{dead}.0a1b2c3d.partial",            # another host
+        f".etcd.{host}.{dead}.0a1b2c3d.partial.bak",
+    ]
+    stale.write_bytes(b"plaintext etcd data")
+    for name in kept:
+        (tmp_path / name).write_bytes(b"keep")
+    link = tmp_path / f".etcd.{host}.{dead}.ffffffff.partial"
+    link.symlink_to(tmp_path / kept[0])                       # a link is never ours
+    assert snap.remove_stale_partials(str(tmp_path / "etcd")) == [str(stale)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, link.name])
+
+
+def test_the_partial_file_carries_the_documented_name_and_is_gone_after_a_failure(tmp_path):
+    dest = tmp_path / "etcd.db"
+    seen = []
+
+    async def stream():
+        seen.extend(p.name for p in tmp_path.iterdir())
+        yield b"not a snapshot"
+
+    handlers = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
+    with pytest.raises(TalosError):
+        asyncio.run(snap.write_snapshot(stream(), str(dest)))
+    assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == handlers, "handed back"
+    assert len(seen) == 1 and snap.partial_pattern(str(dest)).fullmatch(seen[0])
+    assert seen[0].split(".")[-3] == str(os.getpid())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cancellation_mid_stream_leaves_no_temporary_file(tmp_path):
@@ -228,7 +273,7 @@ def test_encryption_round_trip(tmp_path):
     sealed = dest.read_bytes()
     assert sealed.startswith(snap.MAGIC) and data[:4096] not in sealed
     assert result == {"dest": str(dest), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                      "encrypted": True}
+                      "encrypted": True, "removed_partials": []}
     chunks = -(-len(data) // snap.ENCRYPTED_CHUNK)
     assert len(sealed) == snap.HEADER_SIZE + len(data) + chunks * snap.TAG_SIZE
     assert snap.verify_snapshot_file(str(dest), passphrase=PASSPHRASE) == {
