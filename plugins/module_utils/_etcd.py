@@ -466,9 +466,15 @@ async def remove_member(params, client, through, check_mode):
     members = await member_list(client, through)
     found, described = find_member(members, params)
     if not found:
-        listing = ", ".join(f"{member_id_hex(m.id)} ({m.hostname})" for m in members) or "none"
+        # no change, as for a member removed by an earlier run; but a typo looks the same, so say who is there
+        listing = ", ".join(f"{member_id_hex(m.id)} ({m.hostname})"
+                            for m in sorted(members, key=lambda m: m.hostname)) or "none"
+        option = "member_id" if params.get("member_id") is not None else "member_hostname"
         return {"changed": False, "member": None, "method": "remove",
-                "msg": f"No etcd member has {described} (already removed?); the members are: {listing}."}
+                "msg": f"No etcd member has {described} (already removed?); the members are: {listing}.",
+                "warnings": [f"{option}: no etcd member has {described}, so nothing was removed. The current "
+                             f"members are {listing}. If it was removed already, this is expected; otherwise "
+                             f"correct {option}."]}
     if len(found) > 1:
         raise TalosError(f"{len(found)} etcd members have {described}: "
                          + ", ".join(member_id_hex(m.id) for m in found) + ".", code="InvalidOption",

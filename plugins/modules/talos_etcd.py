@@ -32,7 +32,9 @@ options:
       - V(absent) takes a member out of etcd. With O(node) alone, the departing control plane itself leaves
         (EtcdLeaveCluster is sent to it; its etcd stops). With O(member_id) or O(member_hostname), a member
         whose node is gone is removed through the control plane named by O(node) (or the endpoint), which must
-        be healthy. A member that is already gone is no change. Refused, with nothing sent, when the members
+        be healthy. A member that is already gone is no change; when O(member_id) or O(member_hostname) matches
+        no member, the task also warns, naming the current members (ids and hostnames), because a typo looks
+        the same as a member removed by an earlier run. Refused, with nothing sent, when the members
         left would be too few healthy ones for quorum, when the named member is the one of the node the task
         talks through and it is healthy (a guard against removing the wrong node's etcd, Talos issue 3340), or
         when the named member is still healthy on a running node (use O(node) for that node instead).

@@ -190,6 +190,7 @@ def test_remove_a_dead_member_then_rerun_unchanged(tmp_path, emulated_cluster, s
     again, result = run_on(tmp_path, cluster, through, state="absent", **args)
     assert again.rc == 0 and result["changed"] is False, again.output
     assert "No etcd member has" in result["msg"] and "talos-cp-1" in result["msg"]
+    assert any("nothing was removed" in w and "talos-cp-2" in w for w in result["warnings"]), result
     assert mutating_calls(cluster) == 1
 
 
@@ -229,6 +230,24 @@ def test_wrong_node_guard(tmp_path, emulated_cluster):
                          member_id=cluster.etcd_members()["talos-cp-2"])
     assert run.rc != 0 and "still healthy" in result["msg"], result["msg"]
     assert mutating_calls(cluster) == 0 and len(cluster.etcd_members()) == 3
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check"])
+def test_a_member_that_matches_nothing_is_no_change_with_a_warning_naming_the_members(tmp_path, emulated_cluster,
+                                                                                      check):
+    cluster = emulated_cluster(control_planes=3)
+    cp1 = cluster.control_planes[0]
+    members = cluster.etcd_members()
+    current = ", ".join(f"{members[name]} ({name})" for name in sorted(members))
+    flags = ["--check"] if check else []
+    for option, value, described in (("member_hostname", "talos-cp-9", "hostname 'talos-cp-9'"),
+                                     ("member_id", "0x0123456789ABCDEF", "id 0123456789abcdef")):
+        run, result = run_on(tmp_path, cluster, cp1, *flags, state="absent", **{option: value})
+        assert run.rc == 0 and result["changed"] is False and result["member"] is None, run.output
+        assert result["warnings"] == [f"{option}: no etcd member has {described}, so nothing was removed. The "
+                                      f"current members are {current}. If it was removed already, this is "
+                                      f"expected; otherwise correct {option}."]
+    assert mutating_calls(cluster) == 0 and cluster.etcd_members() == members
 
 
 def test_member_id_input_errors(tmp_path, emulated_cluster):
