@@ -99,9 +99,15 @@ _OCTAL_MODE = re.compile(r"(?:0o?)?([0-7]{1,4})")
 
 # --- options -------------------------------------------------------------------------------------------------
 
+# A snapshot holds every secret of the cluster (encrypted, it still invites offline guessing of the passphrase),
+# and a backup anyone may overwrite is no backup: the group may at most read it, others get nothing, and its
+# owner must be able to read it back.
+
+
 def parse_mode(value):
     """The file mode of ``dest`` from the ``mode`` option: an octal string ('0600', '640', '0o600') or an int
-    (a YAML 0600 arrives as the int 384). Special bits are refused; so is a decimal int such as 600."""
+    (a YAML 0600 arrives as the int 384). Special bits are refused; so is a decimal int such as 600, and a mode
+    that lets the group write or others do anything, or keeps the owner from reading the file."""
     if isinstance(value, int) and not isinstance(value, bool):
         mode = value
     elif isinstance(value, str) and _OCTAL_MODE.fullmatch(value.strip()):
@@ -114,6 +120,19 @@ def parse_mode(value):
         raise TalosError(f"mode {value!r}{octal} is not a permission mode of 0 to 0777.", code="InvalidOption",
                          hint="Quote the octal digits, such as mode: '0600': an unquoted 600 is the decimal number "
                               "600. Setuid, setgid and sticky bits have no use on a snapshot file.")
+    wrong = []
+    if mode & 0o020:
+        wrong.append("lets the group write it")
+    if mode & 0o007:
+        wrong.append("gives other users access")
+    if not mode & 0o400:
+        wrong.append("does not let its owner read it")
+    if wrong:
+        raise TalosError(f"mode {value!r} (octal {format_mode(mode)}) {' and '.join(wrong)}: an etcd snapshot holds "
+                         "every secret of the cluster, and a backup others may change or its owner cannot read is "
+                         "no backup.", code="InvalidOption",
+                         hint="Use mode '0600' (the default), '0400', or '0640' to let one group read it. Nothing "
+                              "was sent.")
     return mode
 
 
@@ -178,10 +197,9 @@ async def take_snapshot(params, client, node, *, check_mode):
     result = {"changed": True, "node": node, "dest": dest, "encrypted": passphrase is not None,
               "mode": format_mode(mode)}
     warnings = []
-    if passphrase is None and mode & 0o077:
-        warnings.append(f"dest {dest} is readable or writable by users other than its owner (mode "
-                        f"{format_mode(mode)}) and holds every Kubernetes secret of the cluster unencrypted; "
-                        "use mode '0600' or a passphrase.")
+    if passphrase is None and mode & 0o070:     # the group may read it (parse_mode refuses anything wider)
+        warnings.append(f"dest {dest} is readable by its group (mode {format_mode(mode)}) and holds every "
+                        "Kubernetes secret of the cluster unencrypted; use mode '0600' or a passphrase.")
 
     # read-only, so it runs in check mode too: a worker, a stopped etcd or a bad node fails here, before any file,
     # and so does a dest without room for the snapshot
@@ -392,7 +410,16 @@ def _process_alive(pid):
         return False
     except (PermissionError, OverflowError):
         return True                         # someone else's process, or no pid at all: not ours to judge
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid):
+    """Whether ``pid`` has exited and waits to be reaped (Linux; elsewhere it counts as running)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rpartition(")")[2].split()[:1] == ["Z"]
+    except OSError:
+        return False
 
 
 def remove_stale_partials(dest: str) -> list:

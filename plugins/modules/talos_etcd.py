@@ -68,6 +68,8 @@ options:
   member_hostname:
     description:
       - With O(state=absent), the hostname of the member to remove (the etcd member name Talos gives it).
+        An empty value, or one with blanks in it (often an empty templated variable), is refused before
+        anything is sent.
       - Mutually exclusive with O(member_id).
     type: str
   force:
@@ -88,6 +90,7 @@ options:
       - With O(state=defragmented), the fraction of the member's database file that must be free, that is
         (db_size - db_size_in_use) / db_size from its status, for a defragmentation to happen. Below it the
         task reports no change and sends nothing. V(0) defragments whenever any space is free.
+      - From V(0) up to, not including, V(1); anything else (NaN included) is refused before anything is sent.
     type: float
     default: 0.1
   wait_timeout:
@@ -95,6 +98,8 @@ options:
       - Seconds that O(state=bootstrapped) and O(state=recovered) keep retrying while the node is not ready
         yet and then wait for its etcd member to be healthy; also the deadline of the long calls
         (EtcdDefragment, EtcdLeaveCluster and the snapshot upload).
+      - Above V(0) and at most V(86400) (a day); anything else (NaN and infinity included) is refused before
+        anything is sent.
     type: float
     default: 600
   dest:
@@ -119,6 +124,11 @@ options:
     description:
       - With O(state=snapshot), the permissions of O(dest), as a quoted octal string. The snapshot holds
         every Kubernetes secret of the cluster.
+      - The group may at most read it (V('0640'), with a warning when the file is not encrypted), other users
+        get no permission at all, and the owner must be able to read it. A mode that lets the group write,
+        gives other users any access (V('0644'), V('0777')) or keeps the owner from reading it (V('0200')) is
+        refused before anything is sent, encrypted or not: encryption does not stop others from replacing or
+        truncating the file, or from guessing the passphrase offline.
     type: raw
     default: '0600'
   passphrase:

@@ -267,6 +267,37 @@ def test_member_id_input_errors(tmp_path, emulated_cluster):
     assert mutating_calls(cluster) == 0
 
 
+@pytest.mark.parametrize("state,option,value,words", [
+    ("bootstrapped", "wait_timeout", 0, "wait_timeout 0 is not a number of seconds above 0"),
+    ("recovered", "wait_timeout", -5, "wait_timeout -5 is not a number of seconds above 0"),
+    ("defragmented", "wait_timeout", float("nan"), "wait_timeout nan is not a number of seconds above 0"),
+    ("absent", "wait_timeout", float("inf"), "wait_timeout inf is not a number of seconds above 0"),
+    ("bootstrapped", "wait_timeout", 1e9, "wait_timeout 1e+09 is not a number of seconds above 0 and at most 86400"),
+    ("defragmented", "min_free_ratio", -0.1, "min_free_ratio -0.1 is not a fraction from 0 up to"),
+    ("defragmented", "min_free_ratio", 1, "min_free_ratio 1 is not a fraction from 0 up to"),
+    ("defragmented", "min_free_ratio", float("nan"), "min_free_ratio nan is not a fraction"),
+    ("absent", "member_hostname", "", "member_hostname '' is empty or has blanks"),
+    ("absent", "member_hostname", "talos-cp-2 ", "member_hostname 'talos-cp-2 ' is empty or has blanks"),
+    ("snapshot", "mode", "0666", "mode '0666' (octal 0666) lets the group write it and gives other users access"),
+], ids=lambda v: str(v) if not isinstance(v, str) or len(v) < 20 else None)
+def test_a_value_that_cannot_be_right_is_refused_before_anything_is_sent(tmp_path, emulated_cluster, state,
+                                                                         option, value, words):
+    cluster = emulated_cluster(control_planes=3)
+    cp1 = cluster.control_planes[0]
+    args = {"state": state, option: value}
+    if state == "recovered":
+        (tmp_path / "etcd.snapshot").write_bytes(b"\0" * 544)
+        args["src"] = str(tmp_path / "etcd.snapshot")
+    if state == "snapshot":
+        args["dest"] = str(tmp_path / "etcd.snapshot")
+    cluster.reset_calls()
+    for flags in (["--check"], []):
+        run, result = run_on(tmp_path, cluster, cp1, *flags, **args)
+        assert run.rc != 0 and result["code"] == "InvalidOption", run.output
+        assert result["msg"].startswith(words) and "Nothing was sent" in result["msg"], result["msg"]
+    assert sum(cluster.calls.values()) == 0, dict(cluster.calls)
+
+
 # --- leader_forfeited -------------------------------------------------------------------------------
 
 def test_forfeit_on_the_leader_then_rerun_and_on_a_follower(tmp_path, emulated_cluster):

@@ -137,10 +137,27 @@ def test_mode_is_applied_and_a_readable_plain_file_is_warned_about(tmp_path, out
     assert "holds every Kubernetes secret of the cluster unencrypted" in run.output
 
     encrypted = out / "etcd.db.enc"
-    run = run_playbook(tmp_path, play(dest=str(encrypted), mode="0644", passphrase=PASSPHRASE), inventory)
+    run = run_playbook(tmp_path, play(dest=str(encrypted), mode="0440", passphrase=PASSPHRASE), inventory)
     assert run.rc == 0, run.output
-    assert os.stat(encrypted).st_mode & 0o7777 == 0o644
+    assert os.stat(encrypted).st_mode & 0o7777 == 0o440
     assert "unencrypted" not in run.output
+
+
+@pytest.mark.parametrize("mode", ["0777", "0644", "0660", "0200"])
+@pytest.mark.parametrize("passphrase", [None, PASSPHRASE], ids=["plain", "encrypted"])
+def test_a_mode_that_exposes_the_snapshot_is_refused_before_anything_is_sent(tmp_path, out, cluster, mode,
+                                                                            passphrase):
+    address, host, inventory = one_node(tmp_path, cluster)
+    args = {"dest": str(out / "etcd.db"), "mode": mode, **({"passphrase": passphrase} if passphrase else {})}
+    for flags in (["--check"], []):
+        run = run_playbook(tmp_path, play(**args), inventory, *flags)
+        assert run.rc != 0, run.output
+        result = run.result("snapshot", host)
+        assert result["changed"] is False and result["code"] == "InvalidOption"
+        assert result["msg"].startswith(f"mode '{mode}' (octal {mode}) ")
+        assert "an etcd snapshot holds every secret of the cluster" in result["msg"]
+    assert cluster.calls[(address, SNAPSHOT)] == 0 and cluster.calls[(address, STATUS)] == 0
+    assert list(out.iterdir()) == []
 
 
 def test_an_unquoted_decimal_mode_is_refused_before_anything_is_sent(tmp_path, out, cluster):

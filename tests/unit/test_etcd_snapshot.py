@@ -8,6 +8,7 @@ import pathlib
 import signal
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -98,7 +99,7 @@ def test_a_bad_trailer_leaves_an_existing_good_file_untouched(tmp_path):
 
 def test_a_good_snapshot_replaces_an_existing_file(tmp_path):
     dest = tmp_path / "etcd.db"
-    write(make_snapshot(seed=b"yesterday"), dest, mode="0644")
+    write(make_snapshot(seed=b"yesterday"), dest, mode="0640")
     fresh = make_snapshot(seed=b"today")
     write(fresh, dest)
     assert dest.read_bytes() == fresh and os.stat(dest).st_mode & 0o777 == 0o600
@@ -129,6 +130,21 @@ def test_only_stale_partials_of_this_dest_and_host_are_removed(tmp_path):
     link.symlink_to(tmp_path / kept[0])                       # a link is never ours
     assert snap.remove_stale_partials(str(tmp_path / "etcd")) == [str(stale)]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, link.name])
+
+
+def test_a_partial_of_a_writer_that_exited_but_was_not_reaped_is_stale(tmp_path):
+    exited = subprocess.Popen(["true"])         # not waited for: a zombie until the end of the test
+    try:
+        stat_file = pathlib.Path(f"/proc/{exited.pid}/stat")
+        for _ in range(500):
+            if stat_file.read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            time.sleep(0.01)
+        stale = tmp_path / f".etcd.db.{snap.partial_host()}.{exited.pid}.0a1b2c3d.partial"
+        stale.write_bytes(b"plaintext etcd data")
+        assert snap.remove_stale_partials(str(tmp_path / "etcd.db")) == [str(stale)]
+    finally:
+        exited.wait()
 
 
 def test_the_partial_file_carries_the_documented_name_and_is_gone_after_a_failure(tmp_path):
@@ -225,8 +241,8 @@ def test_a_file_that_cannot_be_created_is_a_file_error(tmp_path):
     assert err.value.code == "FileError" and str(dest) in str(err.value)
 
 
-@pytest.mark.parametrize("mode,expected", [("0640", 0o640), ("600", 0o600), ("0o400", 0o400), (0o604, 0o604),
-                                           (384, 0o600)])
+@pytest.mark.parametrize("mode,expected", [("0640", 0o640), ("600", 0o600), ("0o400", 0o400), (0o440, 0o440),
+                                           (384, 0o600), ("0750", 0o750)])
 def test_mode_is_applied(tmp_path, mode, expected):
     dest = tmp_path / "etcd.db"
     write(make_snapshot(), dest, mode=mode)
@@ -241,6 +257,24 @@ def test_a_bad_mode_is_refused_naming_it(mode, words):
         snap.parse_mode(mode)
     assert err.value.code == "InvalidOption"
     assert f"mode {mode!r}" in str(err.value) and words in str(err.value)
+
+
+@pytest.mark.parametrize("mode,octal,words", [
+    ("0777", "0777", "lets the group write it and gives other users access"),
+    (0o644, "0644", "gives other users access"), ("0604", "0604", "gives other users access"),
+    ("0601", "0601", "gives other users access"), ("0620", "0620", "lets the group write it"),
+    ("0200", "0200", "does not let its owner read it"), ("0", "0000", "does not let its owner read it"),
+    ("0066", "0066", "lets the group write it and gives other users access and does not let its owner read it")])
+def test_a_mode_that_exposes_or_loses_the_snapshot_is_refused(tmp_path, mode, octal, words):
+    with pytest.raises(TalosError) as err:
+        snap.parse_mode(mode)
+    assert err.value.code == "InvalidOption"
+    text = str(err.value)
+    assert f"mode {mode!r} (octal {octal}) {words}: an etcd snapshot holds every secret of the cluster" in text
+    assert "Use mode '0600'" in text
+    with pytest.raises(TalosError):
+        write(make_snapshot(), tmp_path / "etcd.db", mode=mode)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- dest checks --------------------------------------------------------------------------------------------
