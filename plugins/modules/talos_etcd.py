@@ -110,7 +110,7 @@ options:
         C(.<dest file name>.<controller hostname>.<pid>.<8 hex digits>.partial) (mode C(0600)), which is renamed
         onto O(dest) once verified. It is removed when the transfer fails, the task is cancelled or times out,
         and when the process writing it gets SIGINT (Ctrl-C) or SIGTERM. A writer killed outright (SIGKILL, an
-        C(async) job past its time limit, a power cut) cannot clean up: the next O(state=snapshot) run for the
+        C(async) job past its time limit, a power cut) cannot clean up; the next O(state=snapshot) run for the
         same O(dest) removes such partial files, with a warning, when they were written on this host by this
         user and their pid no longer runs. Other files, other dests' partial files and those of a running
         writer are left alone.
@@ -127,7 +127,7 @@ options:
       - The group may at most read it (V('0640'), with a warning when the file is not encrypted), other users
         get no permission at all, and the owner must be able to read it. A mode that lets the group write,
         gives other users any access (V('0644'), V('0777')) or keeps the owner from reading it (V('0200')) is
-        refused before anything is sent, encrypted or not: encryption does not stop others from replacing or
+        refused before anything is sent, encrypted or not, because encryption does not stop others from replacing or
         truncating the file, or from guessing the passphrase offline.
     type: raw
     default: '0600'
