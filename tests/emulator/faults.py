@@ -1,4 +1,4 @@
-"""Injected faults: failing calls, latency, broken streams, failing image pulls and upgrades.
+"""Injected faults: failing calls, latency, broken or stalled streams, failing image pulls and upgrades.
 
 Tests change faults from their own thread while the emulator's event loop reads them, so every
 access goes through one lock. Rules match on the full RPC path and, optionally, one node address.

@@ -136,7 +136,7 @@ def test_a_partial_of_a_writer_that_exited_but_was_not_reaped_is_stale(tmp_path)
     exited = subprocess.Popen(["true"])         # not waited for: a zombie until the end of the test
     try:
         stat_file = pathlib.Path(f"/proc/{exited.pid}/stat")
-        for _ in range(500):
+        for _attempt in range(500):
             if stat_file.read_text().rpartition(")")[2].split()[0] == "Z":
                 break
             time.sleep(0.01)
