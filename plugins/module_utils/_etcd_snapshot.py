@@ -169,6 +169,11 @@ def check_destination(dest):
         what = "is not a directory" if os.path.lexists(directory) else "does not exist"
         raise TalosError(f"The directory {directory} of dest {dest!r} {what}.", code="InvalidOption",
                          hint="Create it first (ansible.builtin.file with state=directory), or choose another dest.")
+    longest = len(partial_name(path, 2 ** 22))     # the largest pid Linux gives
+    if longest > _name_max(directory):
+        raise TalosError(f"The file name of dest {dest!r} is too long for its partial file ({longest} characters "
+                         f"with the hidden prefix and suffix; the filesystem allows {_name_max(directory)}).",
+                         code="InvalidOption", hint="Choose a shorter file name. Nothing was sent.")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise TalosError(f"The directory {directory} of dest {dest!r} is not writable by this user.",
                          code="InvalidOption",
@@ -403,6 +408,18 @@ def partial_pattern(dest: str) -> re.Pattern:
     return re.compile(rf"\.{re.escape(name)}\.{re.escape(partial_host())}\.([1-9][0-9]{{0,9}})\.[0-9a-f]{{8}}\.partial")
 
 
+def partial_name(dest: str, pid: int, suffix: str = "0" * 8) -> str:
+    """The name of a partial file of ``dest`` written by ``pid`` on this host (``suffix``: 8 random hex digits)."""
+    return f".{os.path.basename(dest)}.{partial_host()}.{pid}.{suffix}.partial"
+
+
+def _name_max(directory):
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
 def _process_alive(pid):
     try:
         os.kill(pid, 0)
@@ -487,11 +504,10 @@ class PartialFile:
     def _create(self):
         import secrets
 
-        directory, name = os.path.split(self.dest)
-        prefix = f".{name}.{partial_host()}.{os.getpid()}."
+        directory = os.path.dirname(self.dest)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
         while True:
-            path = os.path.join(directory, f"{prefix}{secrets.token_hex(4)}.partial")
+            path = os.path.join(directory, partial_name(self.dest, os.getpid(), secrets.token_hex(4)))
             self.path = path                # before it exists: a signal right after the open still finds it
             try:
                 self.fd = os.open(path, flags, 0o600)

@@ -111,9 +111,10 @@ options:
         onto O(dest) once verified. It is removed when the transfer fails, the task is cancelled or times out,
         and when the process writing it gets SIGINT (Ctrl-C) or SIGTERM. A writer killed outright (SIGKILL, an
         C(async) job past its time limit, a power cut) cannot clean up; the next O(state=snapshot) run for the
-        same O(dest) removes such partial files, with a warning, when they were written on this host by this
-        user and their pid no longer runs. Other files, other dests' partial files and those of a running
-        writer are left alone.
+        same O(dest) (not in check mode) removes such partial files, with a warning, when they were written on
+        this host by this user and their pid no longer runs. Other files, other dests' partial files and those
+        of a running writer are left alone. A file name too long to leave room for that prefix and suffix is
+        refused before anything is sent.
     type: path
   src:
     description:

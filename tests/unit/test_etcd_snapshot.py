@@ -288,6 +288,7 @@ def test_check_destination(tmp_path):
         str(tmp_path / "nowhere" / "etcd.db"): f"The directory {tmp_path / 'nowhere'} of dest",
         str(tmp_path / "afile" / "etcd.db"): "is not a directory",
         str(tmp_path / "fifo"): "is not a regular file",
+        str(tmp_path / ("e" * 240)): "is too long for its partial file",
     }
     for dest, words in cases.items():
         with pytest.raises(TalosError) as err:
@@ -296,6 +297,10 @@ def test_check_destination(tmp_path):
         assert dest in str(err.value)
     snap.check_destination(str(tmp_path / "etcd.db"))
     snap.check_destination(str(tmp_path / "afile"))              # an existing file is replaced
+    longest = "e" * (255 - len(snap.partial_name("", 2 ** 22)))
+    snap.check_destination(str(tmp_path / longest))
+    write(make_snapshot(), tmp_path / longest)                     # the longest name that fits is written
+    assert (tmp_path / longest).exists() and leftovers(tmp_path) == []
 
 
 # --- encryption ---------------------------------------------------------------------------------------------
