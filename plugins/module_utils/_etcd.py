@@ -22,7 +22,7 @@ import time
 from ._errors import TalosError, allowed_roles, short_rpc
 from ._etcd_gate import (_control_planes, _member_nodes, forfeit_leadership_if_leader, member_id_hex,
                          wait_for_etcd_member_healthy)
-from ._etcd_snapshot import OPTIONS_SNAPSHOT
+from ._etcd_snapshot import OPTIONS_SNAPSHOT, parse_mode
 from ._upgrade import machine_type
 
 STATES = ("bootstrapped", "absent", "leader_forfeited", "snapshot", "recovered", "defragmented", "alarms_disarmed")
@@ -52,6 +52,7 @@ STATE_OPTIONS = {
 MEMBER_ID = re.compile(r"^(?:0x)?([0-9a-fA-F]{16})$")
 CONTROL_PLANE_TYPES = ("controlplane", "init")
 PROBE_TIMEOUT = 10.0      # a read that only decides what to do: a dead node costs this much
+MAX_WAIT_TIMEOUT = 86400.0  # longer is no deadline at all (the slowest recovery upload takes hours, not days)
 RETRY_INTERVAL = 0.5      # between two Bootstrap or EtcdRecover attempts the node said "not yet" to
 # Bootstrap answers these while the node is still booting or its clock is not synced (talos-api.md §4.4).
 BOOTSTRAP_NOT_YET = ("bootstrap is not available yet", "time is not in sync yet")
@@ -96,9 +97,24 @@ def check_options(params):
                          hint="Set src to a file written by state snapshot (or talosctl etcd snapshot).")
     if params.get("member_id") is not None:
         parse_member_id(params["member_id"])
+    if state == "snapshot":
+        parse_mode(params["mode"])
+    hostname = params.get("member_hostname")
+    if hostname is not None and (not hostname or any(c.isspace() for c in hostname)):
+        raise TalosError(f"member_hostname {hostname!r} is empty or has blanks in it, which no etcd member name has.",
+                         code="InvalidOption",
+                         hint="Give the hostname as talos_etcd_info shows it (such as talos-cp-3), or use member_id; "
+                              "check the variable it is templated from. Nothing was sent.")
+    # NaN compares false with everything, so each check is written to fail for it
     if not 0 <= params["min_free_ratio"] < 1:
-        raise TalosError(f"min_free_ratio {params['min_free_ratio']:g} is not a fraction between 0 and 1.",
-                         code="InvalidOption", hint="Give, for example, 0.1 to defragment when 10 % is free.")
+        raise TalosError(f"min_free_ratio {params['min_free_ratio']:g} is not a fraction from 0 up to (not "
+                         "including) 1.", code="InvalidOption",
+                         hint="Give, for example, 0.1 to defragment when 10 % of the database file is free. "
+                              "Nothing was sent.")
+    if not 0 < params["wait_timeout"] <= MAX_WAIT_TIMEOUT:
+        raise TalosError(f"wait_timeout {params['wait_timeout']:g} is not a number of seconds above 0 and at most "
+                         f"{MAX_WAIT_TIMEOUT:g} (a day).", code="InvalidOption",
+                         hint="Give how long to wait, such as wait_timeout: 600 (the default). Nothing was sent.")
 
 
 def parse_member_id(text):
@@ -466,9 +482,15 @@ async def remove_member(params, client, through, check_mode):
     members = await member_list(client, through)
     found, described = find_member(members, params)
     if not found:
-        listing = ", ".join(f"{member_id_hex(m.id)} ({m.hostname})" for m in members) or "none"
+        # no change, as for a member removed by an earlier run; but a typo looks the same, so say who is there
+        listing = ", ".join(f"{member_id_hex(m.id)} ({m.hostname})"
+                            for m in sorted(members, key=lambda m: m.hostname)) or "none"
+        option = "member_id" if params.get("member_id") is not None else "member_hostname"
         return {"changed": False, "member": None, "method": "remove",
-                "msg": f"No etcd member has {described} (already removed?); the members are: {listing}."}
+                "msg": f"No etcd member has {described} (already removed?); the members are: {listing}.",
+                "warnings": [f"{option}: no etcd member has {described}, so nothing was removed. The current "
+                             f"members are {listing}. If it was removed already, this is expected; otherwise "
+                             f"correct {option}."]}
     if len(found) > 1:
         raise TalosError(f"{len(found)} etcd members have {described}: "
                          + ", ".join(member_id_hex(m.id) for m in found) + ".", code="InvalidOption",

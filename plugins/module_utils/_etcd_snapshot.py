@@ -11,11 +11,13 @@ talos-api.md §4.4), the etcd database followed by the SHA-256 of it (a 32-byte 
 ``size % 512 == 32``; the same file ``talosctl etcd snapshot`` writes, which ``talosctl bootstrap
 --recover-from`` also takes. With ``passphrase``: that file encrypted in the format below.
 
-How it is written. The stream goes into a temporary file beside ``dest`` (created 0600), its SHA-256 computed
-on the way while only the last 32 bytes are held back, so memory stays the same whatever the snapshot size.
+How it is written. The stream goes into a partial file beside ``dest`` (created 0600, named as PartialFile
+says), its SHA-256 computed on the way while only the last 32 bytes are held back, so memory stays the same
+whatever the snapshot size.
 When the stream ends, the size and the trailer are checked; only a good snapshot is synced to disk, given its
 ``mode`` and renamed onto ``dest`` in one step (then the directory is synced). Anything else (an interrupted
-stream, a bad trailer, a full disk, a cancelled task) removes the temporary file: ``dest`` is never partial,
+stream, a bad trailer, a full disk, a cancelled task, SIGINT or SIGTERM) removes the partial file, and the next
+run removes those of killed writers: ``dest`` is never partial,
 never corrupt, and an existing ``dest`` is replaced only by a good snapshot. Hashing, encryption and writing
 run in one helper thread while the event loop receives the next messages; the file is written in 1 MiB blocks
 with O_DIRECT where the filesystem allows it (see BLOCK_SIZE), through the page cache elsewhere.
@@ -97,9 +99,15 @@ _OCTAL_MODE = re.compile(r"(?:0o?)?([0-7]{1,4})")
 
 # --- options -------------------------------------------------------------------------------------------------
 
+# A snapshot holds every secret of the cluster (encrypted, it still invites offline guessing of the passphrase),
+# and a backup anyone may overwrite is no backup: the group may at most read it, others get nothing, and its
+# owner must be able to read it back.
+
+
 def parse_mode(value):
     """The file mode of ``dest`` from the ``mode`` option: an octal string ('0600', '640', '0o600') or an int
-    (a YAML 0600 arrives as the int 384). Special bits are refused; so is a decimal int such as 600."""
+    (a YAML 0600 arrives as the int 384). Special bits are refused; so is a decimal int such as 600, and a mode
+    that lets the group write or others do anything, or keeps the owner from reading the file."""
     if isinstance(value, int) and not isinstance(value, bool):
         mode = value
     elif isinstance(value, str) and _OCTAL_MODE.fullmatch(value.strip()):
@@ -112,6 +120,19 @@ def parse_mode(value):
         raise TalosError(f"mode {value!r}{octal} is not a permission mode of 0 to 0777.", code="InvalidOption",
                          hint="Quote the octal digits, such as mode: '0600': an unquoted 600 is the decimal number "
                               "600. Setuid, setgid and sticky bits have no use on a snapshot file.")
+    wrong = []
+    if mode & 0o020:
+        wrong.append("lets the group write it")
+    if mode & 0o007:
+        wrong.append("gives other users access")
+    if not mode & 0o400:
+        wrong.append("does not let its owner read it")
+    if wrong:
+        raise TalosError(f"mode {value!r} (octal {format_mode(mode)}) {' and '.join(wrong)}: an etcd snapshot holds "
+                         "every secret of the cluster, and a backup others may change or its owner cannot read is "
+                         "no backup.", code="InvalidOption",
+                         hint="Use mode '0600' (the default), '0400', or '0640' to let one group read it. Nothing "
+                              "was sent.")
     return mode
 
 
@@ -148,6 +169,11 @@ def check_destination(dest):
         what = "is not a directory" if os.path.lexists(directory) else "does not exist"
         raise TalosError(f"The directory {directory} of dest {dest!r} {what}.", code="InvalidOption",
                          hint="Create it first (ansible.builtin.file with state=directory), or choose another dest.")
+    longest = len(partial_name(path, 2 ** 22))     # the largest pid Linux gives
+    if longest > _name_max(directory):
+        raise TalosError(f"The file name of dest {dest!r} is too long for its partial file ({longest} characters "
+                         f"with the hidden prefix and suffix; the filesystem allows {_name_max(directory)}).",
+                         code="InvalidOption", hint="Choose a shorter file name. Nothing was sent.")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise TalosError(f"The directory {directory} of dest {dest!r} is not writable by this user.",
                          code="InvalidOption",
@@ -176,10 +202,9 @@ async def take_snapshot(params, client, node, *, check_mode):
     result = {"changed": True, "node": node, "dest": dest, "encrypted": passphrase is not None,
               "mode": format_mode(mode)}
     warnings = []
-    if passphrase is None and mode & 0o077:
-        warnings.append(f"dest {dest} is readable or writable by users other than its owner (mode "
-                        f"{format_mode(mode)}) and holds every Kubernetes secret of the cluster unencrypted; "
-                        "use mode '0600' or a passphrase.")
+    if passphrase is None and mode & 0o070:     # the group may read it (parse_mode refuses anything wider)
+        warnings.append(f"dest {dest} is readable by its group (mode {format_mode(mode)}) and holds every "
+                        "Kubernetes secret of the cluster unencrypted; use mode '0600' or a passphrase.")
 
     # read-only, so it runs in check mode too: a worker, a stopped etcd or a bad node fails here, before any file,
     # and so does a dest without room for the snapshot
@@ -198,6 +223,8 @@ async def take_snapshot(params, client, node, *, check_mode):
         finally:
             await chunks.aclose()
         result.update(size=written["size"], sha256=written["sha256"])
+        warnings += [f"Removed {path}, the partial snapshot file of an earlier run that was killed before it "
+                     "could clean up." for path in written["removed_partials"]]
     if warnings:
         result["warnings"] = warnings
     result["duration"] = round(time.monotonic() - started, 3)
@@ -295,28 +322,31 @@ def _about_node(exc, node):
 async def write_snapshot(chunks, dest, *, mode=0o600, passphrase=None):
     """Write the snapshot bytes from the async iterator ``chunks`` to ``dest``, verified, atomically.
 
-    Returns ``dest``, ``size`` and ``sha256`` (of the plaintext snapshot, trailer included) and ``encrypted``.
+    Returns ``dest``, ``size`` and ``sha256`` (of the plaintext snapshot, trailer included), ``encrypted`` and
+    ``removed_partials`` (stale partial files of earlier, killed runs removed first, see PartialFile).
     Raises TalosError(DataLoss) for a snapshot that fails its checks and TalosError(FileError) when the file
-    cannot be written; either way, and on cancellation, the temporary file is gone and ``dest`` is untouched.
+    cannot be written; either way, and on cancellation or SIGINT/SIGTERM, the partial file is gone and ``dest``
+    is untouched.
     """
-    import asyncio
-    import collections
-    import concurrent.futures
-    import tempfile
-
     mode = parse_mode(mode)
     passphrase = check_passphrase(passphrase)
     dest = os.path.abspath(dest)
-    directory, name = os.path.split(dest)
+    removed = remove_stale_partials(dest)
+    with PartialFile(dest) as partial:
+        written = await _write_partial(chunks, partial, dest, mode, passphrase)
+    return {"dest": dest, **written, "encrypted": passphrase is not None, "removed_partials": removed}
+
+
+async def _write_partial(chunks, partial, dest, mode, passphrase):
+    import asyncio
+    import collections
+    import concurrent.futures
+
+    directory = os.path.dirname(dest)
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=directory)  # always 0600
-    except OSError as exc:
-        raise _file_error(dest, "create a temporary file beside", exc) from None
-    try:
-        target = _SnapshotFile(fd, dest, passphrase)
+        target = _SnapshotFile(partial.fd, dest, passphrase)
     except BaseException:
-        os.close(fd)
-        os.unlink(temp)
+        partial.discard()
         raise
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="talos-etcd-snapshot")
     jobs = collections.deque([executor.submit(target.start)])  # scrypt, if any, runs as the first messages arrive
@@ -342,17 +372,11 @@ async def write_snapshot(chunks, dest, *, mode=0o600, passphrase=None):
             jobs.append(executor.submit(target.add, batch))
         jobs.append(executor.submit(target.finish, mode))
         await settle(0)
-        os.close(fd)
-        fd = None
-        os.replace(temp, dest)
-        temp = None
+        partial.commit()
         _sync_directory(directory)
     except BaseException as exc:
         concurrent.futures.wait(jobs)       # the writer thread must be done with fd before it is closed
-        if fd is not None:
-            os.close(fd)
-        if temp is not None:
-            os.unlink(temp)
+        partial.discard()
         if isinstance(exc, OSError):
             raise _file_error(dest, "write", exc) from None
         if isinstance(exc, TalosError) and exc.code not in ("DataLoss", "FileError"):
@@ -361,8 +385,178 @@ async def write_snapshot(chunks, dest, *, mode=0o600, passphrase=None):
     finally:
         executor.shutdown(wait=True)
         target.close()
-    return {"dest": dest, "size": target.digest.size, "sha256": target.digest.sha256(),
-            "encrypted": passphrase is not None}
+    return {"size": target.digest.size, "sha256": target.digest.sha256()}
+
+
+# --- the partial file ------------------------------------------------------------------------------------------
+# The snapshot is written to ".<dest name>.<host>.<pid>.<8 hex digits>.partial" beside dest: the controller's
+# hostname and the writer's process id say who owns it, so a later run can tell a partial file left by a killed
+# writer (SIGKILL, a power cut) from one another task is still writing.
+
+PARTIAL_SIGNALS = ("SIGINT", "SIGTERM")
+
+
+def partial_host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+
+
+def partial_pattern(dest: str) -> re.Pattern:
+    """The names of this host's partial files of ``dest``; group 1 is the writer's pid."""
+    name = os.path.basename(dest)
+    return re.compile(rf"\.{re.escape(name)}\.{re.escape(partial_host())}\.([1-9][0-9]{{0,9}})\.[0-9a-f]{{8}}\.partial")
+
+
+def partial_name(dest: str, pid: int, suffix: str = "0" * 8) -> str:
+    """The name of a partial file of ``dest`` written by ``pid`` on this host (``suffix``: 8 random hex digits)."""
+    return f".{os.path.basename(dest)}.{partial_host()}.{pid}.{suffix}.partial"
+
+
+def _name_max(directory):
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True                         # someone else's process, or no pid at all: not ours to judge
+    return not _zombie(pid)
+
+
+def _zombie(pid):
+    """Whether ``pid`` has exited and waits to be reaped (Linux; elsewhere it counts as running)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rpartition(")")[2].split()[:1] == ["Z"]
+    except OSError:
+        return False
+
+
+def remove_stale_partials(dest: str) -> list:
+    """Remove the partial files of ``dest`` that earlier writers on this host left when they were killed.
+
+    Only names of exactly our pattern for this dest and this host, regular files of this user, whose writer's
+    process is gone; a partial file whose pid is alive (a task writing it now, or a reused pid) stays.
+    Returns the paths removed.
+    """
+    directory = os.path.dirname(os.path.abspath(dest))
+    pattern = partial_pattern(dest)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.fullmatch(name)
+        if not match or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid():
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            continue                        # gone meanwhile, or not ours to remove
+    return removed
+
+
+class PartialFile:
+    """The temporary file of one snapshot, removed on every way out but a committed rename: an exception, a
+    cancelled task, and SIGINT or SIGTERM (Ctrl-C reaches an Ansible worker as SIGINT, which Ansible's own
+    handler turns into an immediate exit; a module process may get SIGTERM). The signal handler removes the
+    file, then hands the signal to the handler that was there before."""
+
+    def __init__(self, dest):
+        self.dest = dest
+        self.path = None
+        self.fd = None
+        self._previous = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():   # signal handlers live in the main thread
+            import signal
+
+            for name in PARTIAL_SIGNALS:
+                number = getattr(signal, name)
+                self._previous[number] = signal.getsignal(number)
+                signal.signal(number, self._on_signal)
+        try:
+            self._create()
+        except BaseException:
+            self._restore_handlers()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        self.discard()
+        self._restore_handlers()
+
+    def _create(self):
+        import secrets
+
+        directory = os.path.dirname(self.dest)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        while True:
+            path = os.path.join(directory, partial_name(self.dest, os.getpid(), secrets.token_hex(4)))
+            self.path = path                # before it exists: a signal right after the open still finds it
+            try:
+                self.fd = os.open(path, flags, 0o600)
+                return
+            except FileExistsError:
+                self.path = None
+                continue
+            except OSError as exc:
+                self.path = None
+                raise _file_error(self.dest, "create a temporary file beside", exc) from None
+
+    def commit(self):
+        """Close the file and rename it onto dest."""
+        os.close(self.fd)
+        self.fd = None
+        os.replace(self.path, self.dest)
+        self.path = None
+
+    def discard(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self._unlink()
+
+    def _unlink(self):
+        path, self.path = self.path, None
+        if path is not None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _on_signal(self, number, frame):
+        import signal
+
+        self._unlink()                      # the writer thread may still hold fd: the data goes with the last close
+        previous = self._previous.get(number)
+        if callable(previous):
+            previous(number, frame)
+        elif previous != signal.SIG_IGN:    # the default action, as if this handler had never been here
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+
+    def _restore_handlers(self):
+        import signal
+
+        for number, previous in self._previous.items():
+            signal.signal(number, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
 
 
 class _SnapshotFile:

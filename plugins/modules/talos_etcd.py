@@ -32,7 +32,9 @@ options:
       - V(absent) takes a member out of etcd. With O(node) alone, the departing control plane itself leaves
         (EtcdLeaveCluster is sent to it; its etcd stops). With O(member_id) or O(member_hostname), a member
         whose node is gone is removed through the control plane named by O(node) (or the endpoint), which must
-        be healthy. A member that is already gone is no change. Refused, with nothing sent, when the members
+        be healthy. A member that is already gone is no change; when O(member_id) or O(member_hostname) matches
+        no member, the task also warns, naming the current members (ids and hostnames), because a typo looks
+        the same as a member removed by an earlier run. Refused, with nothing sent, when the members
         left would be too few healthy ones for quorum, when the named member is the one of the node the task
         talks through and it is healthy (a guard against removing the wrong node's etcd, Talos issue 3340), or
         when the named member is still healthy on a running node (use O(node) for that node instead).
@@ -66,6 +68,8 @@ options:
   member_hostname:
     description:
       - With O(state=absent), the hostname of the member to remove (the etcd member name Talos gives it).
+        An empty value, or one with blanks in it (often an empty templated variable), is refused before
+        anything is sent.
       - Mutually exclusive with O(member_id).
     type: str
   force:
@@ -86,6 +90,7 @@ options:
       - With O(state=defragmented), the fraction of the member's database file that must be free, that is
         (db_size - db_size_in_use) / db_size from its status, for a defragmentation to happen. Below it the
         task reports no change and sends nothing. V(0) defragments whenever any space is free.
+      - From V(0) up to, not including, V(1); anything else (NaN included) is refused before anything is sent.
     type: float
     default: 0.1
   wait_timeout:
@@ -93,12 +98,23 @@ options:
       - Seconds that O(state=bootstrapped) and O(state=recovered) keep retrying while the node is not ready
         yet and then wait for its etcd member to be healthy; also the deadline of the long calls
         (EtcdDefragment, EtcdLeaveCluster and the snapshot upload).
+      - Above V(0) and at most V(86400) (a day); anything else (NaN and infinity included) is refused before
+        anything is sent.
     type: float
     default: 600
   dest:
     description:
       - With O(state=snapshot), the file on the controller to write the snapshot to. Its directory must exist.
         It is replaced only by a complete, verified snapshot.
+      - The snapshot is first written to a partial file beside it, named
+        C(.<dest file name>.<controller hostname>.<pid>.<8 hex digits>.partial) (mode C(0600)), which is renamed
+        onto O(dest) once verified. It is removed when the transfer fails, the task is cancelled or times out,
+        and when the process writing it gets SIGINT (Ctrl-C) or SIGTERM. A writer killed outright (SIGKILL, an
+        C(async) job past its time limit, a power cut) cannot clean up; the next O(state=snapshot) run for the
+        same O(dest) (not in check mode) removes such partial files, with a warning, when they were written on
+        this host by this user and their pid no longer runs. Other files, other dests' partial files and those
+        of a running writer are left alone. A file name too long to leave room for that prefix and suffix is
+        refused before anything is sent.
     type: path
   src:
     description:
@@ -109,6 +125,11 @@ options:
     description:
       - With O(state=snapshot), the permissions of O(dest), as a quoted octal string. The snapshot holds
         every Kubernetes secret of the cluster.
+      - The group may at most read it (V('0640'), with a warning when the file is not encrypted), other users
+        get no permission at all, and the owner must be able to read it. A mode that lets the group write,
+        gives other users any access (V('0644'), V('0777')) or keeps the owner from reading it (V('0200')) is
+        refused before anything is sent, encrypted or not, because encryption does not stop others from replacing or
+        truncating the file, or from guessing the passphrase offline.
     type: raw
     default: '0600'
   passphrase:

@@ -244,6 +244,10 @@ class EmulatedCluster:
         self.runtime.faults.interrupt_stream(method_by_name(rpc), after_messages, node, count,
                                              _status(code) if code is not None else None, message)
 
+    def stall_stream(self, rpc, after_messages, seconds, node=None, count=1):
+        """Pause the next `count` streams of `rpc` for `seconds` after `after_messages` messages, then go on."""
+        self.runtime.faults.interrupt_stream(method_by_name(rpc), after_messages, node, count, stall=seconds)
+
     def fail_image_pull(self, image, message=None):
         self.runtime.faults.fail_image_pull(image, message)
 

@@ -165,7 +165,10 @@ class Dispatcher:
                 if node.generation != call.generation:
                     raise GRPCError(Status.UNAVAILABLE, BACKEND_GONE)
                 if interrupt is not None and sent >= interrupt.after_messages:
-                    raise StreamInterrupted(interrupt)
+                    if not interrupt.stall:
+                        raise StreamInterrupted(interrupt)
+                    await asyncio.sleep(interrupt.stall)    # a slow node: the stream resumes afterwards
+                    interrupt = None
                 yield message
                 sent += 1
         finally:

@@ -1,4 +1,4 @@
-"""Injected faults: failing calls, latency, broken streams, failing image pulls and upgrades.
+"""Injected faults: failing calls, latency, broken or stalled streams, failing image pulls and upgrades.
 
 Tests change faults from their own thread while the emulator's event loop reads them, so every
 access goes through one lock. Rules match on the full RPC path and, optionally, one node address.
@@ -33,6 +33,7 @@ class StreamInterruptRule:
     node: str = None
     code: Status = None      # None: reset the HTTP/2 stream; else end it with this status
     message: str = "stream interrupted"
+    stall: float = 0.0       # > 0: pause the stream this many seconds there instead, then go on
 
 
 def _matches(rule, address, path):
@@ -66,8 +67,8 @@ class FaultInjector:
         with self._lock:
             self._latencies.append(LatencyRule(seconds, path, node))
 
-    def interrupt_stream(self, path, after_messages, node=None, count=1, code=None, message=None):
-        rule = StreamInterruptRule(path, after_messages, count, node, code, message or "stream interrupted")
+    def interrupt_stream(self, path, after_messages, node=None, count=1, code=None, message=None, stall=0.0):
+        rule = StreamInterruptRule(path, after_messages, count, node, code, message or "stream interrupted", stall)
         with self._lock:
             self._interrupts.append(rule)
 
@@ -120,7 +121,7 @@ class FaultInjector:
                              for r in self._failures],
                 "latencies": [dataclasses.asdict(r) for r in self._latencies],
                 "stream_interrupts": [dict(rpc=r.path, after_messages=r.after_messages, remaining=r.remaining,
-                                           node=r.node) for r in self._interrupts],
+                                           node=r.node, stall=r.stall) for r in self._interrupts],
                 "image_pull_failures": dict(self.image_pull_failures),
                 "upgrade_failures": dict(self.upgrade_failures),
             }

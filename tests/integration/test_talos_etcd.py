@@ -190,6 +190,7 @@ def test_remove_a_dead_member_then_rerun_unchanged(tmp_path, emulated_cluster, s
     again, result = run_on(tmp_path, cluster, through, state="absent", **args)
     assert again.rc == 0 and result["changed"] is False, again.output
     assert "No etcd member has" in result["msg"] and "talos-cp-1" in result["msg"]
+    assert any("nothing was removed" in w and "talos-cp-2" in w for w in result["warnings"]), result
     assert mutating_calls(cluster) == 1
 
 
@@ -231,6 +232,24 @@ def test_wrong_node_guard(tmp_path, emulated_cluster):
     assert mutating_calls(cluster) == 0 and len(cluster.etcd_members()) == 3
 
 
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check"])
+def test_a_member_that_matches_nothing_is_no_change_with_a_warning_naming_the_members(tmp_path, emulated_cluster,
+                                                                                      check):
+    cluster = emulated_cluster(control_planes=3)
+    cp1 = cluster.control_planes[0]
+    members = cluster.etcd_members()
+    current = ", ".join(f"{members[name]} ({name})" for name in sorted(members))
+    flags = ["--check"] if check else []
+    for option, value, described in (("member_hostname", "talos-cp-9", "hostname 'talos-cp-9'"),
+                                     ("member_id", "0x0123456789ABCDEF", "id 0123456789abcdef")):
+        run, result = run_on(tmp_path, cluster, cp1, *flags, state="absent", **{option: value})
+        assert run.rc == 0 and result["changed"] is False and result["member"] is None, run.output
+        assert result["warnings"] == [f"{option}: no etcd member has {described}, so nothing was removed. The "
+                                      f"current members are {current}. If it was removed already, this is "
+                                      f"expected; otherwise correct {option}."]
+    assert mutating_calls(cluster) == 0 and cluster.etcd_members() == members
+
+
 def test_member_id_input_errors(tmp_path, emulated_cluster):
     cluster = emulated_cluster(control_planes=3)
     cp1 = cluster.control_planes[0]
@@ -246,6 +265,37 @@ def test_member_id_input_errors(tmp_path, emulated_cluster):
     run, result = run_on(tmp_path, cluster, cp1, state="defragmented", member_hostname="talos-cp-2")
     assert run.rc != 0 and "member_hostname is not used by state defragmented" in result["msg"], result["msg"]
     assert mutating_calls(cluster) == 0
+
+
+@pytest.mark.parametrize("state,option,value,words", [
+    ("bootstrapped", "wait_timeout", 0, "wait_timeout 0 is not a number of seconds above 0"),
+    ("recovered", "wait_timeout", -5, "wait_timeout -5 is not a number of seconds above 0"),
+    ("defragmented", "wait_timeout", float("nan"), "wait_timeout nan is not a number of seconds above 0"),
+    ("absent", "wait_timeout", float("inf"), "wait_timeout inf is not a number of seconds above 0"),
+    ("bootstrapped", "wait_timeout", 1e9, "wait_timeout 1e+09 is not a number of seconds above 0 and at most 86400"),
+    ("defragmented", "min_free_ratio", -0.1, "min_free_ratio -0.1 is not a fraction from 0 up to"),
+    ("defragmented", "min_free_ratio", 1, "min_free_ratio 1 is not a fraction from 0 up to"),
+    ("defragmented", "min_free_ratio", float("nan"), "min_free_ratio nan is not a fraction"),
+    ("absent", "member_hostname", "", "member_hostname '' is empty or has blanks"),
+    ("absent", "member_hostname", "talos-cp-2 ", "member_hostname 'talos-cp-2 ' is empty or has blanks"),
+    ("snapshot", "mode", "0666", "mode '0666' (octal 0666) lets the group write it and gives other users access"),
+], ids=lambda v: str(v) if not isinstance(v, str) or len(v) < 20 else None)
+def test_a_value_that_cannot_be_right_is_refused_before_anything_is_sent(tmp_path, emulated_cluster, state,
+                                                                         option, value, words):
+    cluster = emulated_cluster(control_planes=3)
+    cp1 = cluster.control_planes[0]
+    args = {"state": state, option: value}
+    if state == "recovered":
+        (tmp_path / "etcd.snapshot").write_bytes(b"\0" * 544)
+        args["src"] = str(tmp_path / "etcd.snapshot")
+    if state == "snapshot":
+        args["dest"] = str(tmp_path / "etcd.snapshot")
+    cluster.reset_calls()
+    for flags in (["--check"], []):
+        run, result = run_on(tmp_path, cluster, cp1, *flags, **args)
+        assert run.rc != 0 and result["code"] == "InvalidOption", run.output
+        assert result["msg"].startswith(words) and "Nothing was sent" in result["msg"], result["msg"]
+    assert sum(cluster.calls.values()) == 0, dict(cluster.calls)
 
 
 # --- leader_forfeited -------------------------------------------------------------------------------

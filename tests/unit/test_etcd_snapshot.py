@@ -5,8 +5,10 @@ import errno
 import hashlib
 import os
 import pathlib
+import signal
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -53,7 +55,7 @@ def test_a_good_snapshot_is_written_whole_with_its_checksum(tmp_path, sizes):
     result = write(data, dest, sizes)
     assert dest.read_bytes() == data
     assert result == {"dest": str(dest), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                      "encrypted": False}
+                      "encrypted": False, "removed_partials": []}
     assert os.stat(dest).st_mode & 0o7777 == 0o600
     assert leftovers(tmp_path) == []
 
@@ -97,10 +99,69 @@ def test_a_bad_trailer_leaves_an_existing_good_file_untouched(tmp_path):
 
 def test_a_good_snapshot_replaces_an_existing_file(tmp_path):
     dest = tmp_path / "etcd.db"
-    write(make_snapshot(seed=b"yesterday"), dest, mode="0644")
+    write(make_snapshot(seed=b"yesterday"), dest, mode="0640")
     fresh = make_snapshot(seed=b"today")
     write(fresh, dest)
     assert dest.read_bytes() == fresh and os.stat(dest).st_mode & 0o777 == 0o600
+
+
+def finished_pid():
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
+def test_only_stale_partials_of_this_dest_and_host_are_removed(tmp_path):
+    host, dead = snap.partial_host(), finished_pid()
+    stale = tmp_path / f".etcd.{host}.{dead}.0a1b2c3d.partial"
+    kept = [
+        f".etcd.db.{host}.{dead}.0a1b2c3d.partial",          # dest etcd.db, not etcd
+        f".etcd.{host}.{os.getpid()}.0a1b2c3d.partial",      # its writer is alive
+        f".etcd.{host}.1.0a1b2c3d.partial",                  # pid 1 is alive, though not ours to signal
+        f".etcd.{host}.0.0a1b2c3d.partial",                  # no pid
+        f".etcd.{host}.{dead}.0A1B2C3D.partial",             # not the hex we write
+        f".etcd.{host}x.{dead}.0a1b2c3d.partial",            # another host
+        f".etcd.{host}.{dead}.0a1b2c3d.partial.bak",
+    ]
+    stale.write_bytes(b"plaintext etcd data")
+    for name in kept:
+        (tmp_path / name).write_bytes(b"keep")
+    link = tmp_path / f".etcd.{host}.{dead}.ffffffff.partial"
+    link.symlink_to(tmp_path / kept[0])                       # a link is never ours
+    assert snap.remove_stale_partials(str(tmp_path / "etcd")) == [str(stale)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, link.name])
+
+
+def test_a_partial_of_a_writer_that_exited_but_was_not_reaped_is_stale(tmp_path):
+    exited = subprocess.Popen(["true"])         # not waited for: a zombie until the end of the test
+    try:
+        stat_file = pathlib.Path(f"/proc/{exited.pid}/stat")
+        for _attempt in range(500):
+            if stat_file.read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            time.sleep(0.01)
+        stale = tmp_path / f".etcd.db.{snap.partial_host()}.{exited.pid}.0a1b2c3d.partial"
+        stale.write_bytes(b"plaintext etcd data")
+        assert snap.remove_stale_partials(str(tmp_path / "etcd.db")) == [str(stale)]
+    finally:
+        exited.wait()
+
+
+def test_the_partial_file_carries_the_documented_name_and_is_gone_after_a_failure(tmp_path):
+    dest = tmp_path / "etcd.db"
+    seen = []
+
+    async def stream():
+        seen.extend(p.name for p in tmp_path.iterdir())
+        yield b"not a snapshot"
+
+    handlers = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
+    with pytest.raises(TalosError):
+        asyncio.run(snap.write_snapshot(stream(), str(dest)))
+    assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == handlers, "handed back"
+    assert len(seen) == 1 and snap.partial_pattern(str(dest)).fullmatch(seen[0])
+    assert seen[0].split(".")[-3] == str(os.getpid())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cancellation_mid_stream_leaves_no_temporary_file(tmp_path):
@@ -180,8 +241,8 @@ def test_a_file_that_cannot_be_created_is_a_file_error(tmp_path):
     assert err.value.code == "FileError" and str(dest) in str(err.value)
 
 
-@pytest.mark.parametrize("mode,expected", [("0640", 0o640), ("600", 0o600), ("0o400", 0o400), (0o604, 0o604),
-                                           (384, 0o600)])
+@pytest.mark.parametrize("mode,expected", [("0640", 0o640), ("600", 0o600), ("0o400", 0o400), (0o440, 0o440),
+                                           (384, 0o600), ("0750", 0o750)])
 def test_mode_is_applied(tmp_path, mode, expected):
     dest = tmp_path / "etcd.db"
     write(make_snapshot(), dest, mode=mode)
@@ -198,6 +259,24 @@ def test_a_bad_mode_is_refused_naming_it(mode, words):
     assert f"mode {mode!r}" in str(err.value) and words in str(err.value)
 
 
+@pytest.mark.parametrize("mode,octal,words", [
+    ("0777", "0777", "lets the group write it and gives other users access"),
+    (0o644, "0644", "gives other users access"), ("0604", "0604", "gives other users access"),
+    ("0601", "0601", "gives other users access"), ("0620", "0620", "lets the group write it"),
+    ("0200", "0200", "does not let its owner read it"), ("0", "0000", "does not let its owner read it"),
+    ("0066", "0066", "lets the group write it and gives other users access and does not let its owner read it")])
+def test_a_mode_that_exposes_or_loses_the_snapshot_is_refused(tmp_path, mode, octal, words):
+    with pytest.raises(TalosError) as err:
+        snap.parse_mode(mode)
+    assert err.value.code == "InvalidOption"
+    text = str(err.value)
+    assert f"mode {mode!r} (octal {octal}) {words}: an etcd snapshot holds every secret of the cluster" in text
+    assert "Use mode '0600'" in text
+    with pytest.raises(TalosError):
+        write(make_snapshot(), tmp_path / "etcd.db", mode=mode)
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- dest checks --------------------------------------------------------------------------------------------
 
 def test_check_destination(tmp_path):
@@ -209,6 +288,7 @@ def test_check_destination(tmp_path):
         str(tmp_path / "nowhere" / "etcd.db"): f"The directory {tmp_path / 'nowhere'} of dest",
         str(tmp_path / "afile" / "etcd.db"): "is not a directory",
         str(tmp_path / "fifo"): "is not a regular file",
+        str(tmp_path / ("e" * 240)): "is too long for its partial file",
     }
     for dest, words in cases.items():
         with pytest.raises(TalosError) as err:
@@ -217,6 +297,10 @@ def test_check_destination(tmp_path):
         assert dest in str(err.value)
     snap.check_destination(str(tmp_path / "etcd.db"))
     snap.check_destination(str(tmp_path / "afile"))              # an existing file is replaced
+    longest = "e" * (255 - len(snap.partial_name("", 2 ** 22)))
+    snap.check_destination(str(tmp_path / longest))
+    write(make_snapshot(), tmp_path / longest)                     # the longest name that fits is written
+    assert (tmp_path / longest).exists() and leftovers(tmp_path) == []
 
 
 # --- encryption ---------------------------------------------------------------------------------------------
@@ -228,7 +312,7 @@ def test_encryption_round_trip(tmp_path):
     sealed = dest.read_bytes()
     assert sealed.startswith(snap.MAGIC) and data[:4096] not in sealed
     assert result == {"dest": str(dest), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                      "encrypted": True}
+                      "encrypted": True, "removed_partials": []}
     chunks = -(-len(data) // snap.ENCRYPTED_CHUNK)
     assert len(sealed) == snap.HEADER_SIZE + len(data) + chunks * snap.TAG_SIZE
     assert snap.verify_snapshot_file(str(dest), passphrase=PASSPHRASE) == {
