@@ -45,7 +45,8 @@ import os
 
 from ansible.plugins.connection.local import Connection as LocalConnection
 
-from ansible_collections.talos.linux.plugins.module_utils._options import HOST_VAR_OPTIONS, OPTION_ENVIRONMENT
+from ansible_collections.talos.linux.plugins.module_utils._options import (
+    HOST_VAR_OPTIONS, OPTION_ENVIRONMENT, fillable_options)
 
 
 class Connection(LocalConnection):
@@ -55,8 +56,11 @@ class Connection(LocalConnection):
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
         # The worker process runs one task for one host, so its environment is this host's alone.
-        for host_var, option in HOST_VAR_OPTIONS.items():
-            value = self.get_option(host_var)
-            if value is not None:
-                os.environ[OPTION_ENVIRONMENT[option]] = ",".join(value) if isinstance(value, list) else str(value)
+        host_values = {option: self.get_option(var) for var, option in HOST_VAR_OPTIONS.items()}
+        host_values = {option: value for option, value in host_values.items() if value is not None}
+        for option, value in host_values.items():
+            os.environ[OPTION_ENVIRONMENT[option]] = ",".join(value) if isinstance(value, list) else str(value)
+        # a variable of the environment below the host's own must not mix into them (another talosconfig's)
+        for option in set(OPTION_ENVIRONMENT) - set(host_values) - fillable_options(host_values):
+            os.environ.pop(OPTION_ENVIRONMENT[option], None)
         return super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
