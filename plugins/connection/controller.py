@@ -16,6 +16,9 @@ description:
   - The P(talos.linux.talosconfig#inventory) inventory sets it for every host, so that C(gather_facts) (which runs
     M(talos.linux.talos_facts) as a module process) reaches the right node without any task arguments.
   - Module options given in the task or in C(module_defaults) always win over these host variables.
+  - A task that names C(talosconfig) does not take C(talos_context) and C(talos_endpoints) from here (they belong to
+    the inventory's talosconfig), one that names C(context) does not take C(talos_endpoints), and one that sets
+    C(nodes) does not take C(talos_node); the environment variables they travel in follow the same rule.
 extends_documentation_fragment: []
 options:
   talos_node:
