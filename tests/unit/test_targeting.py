@@ -54,10 +54,10 @@ def test_host_variables_fill_what_the_task_left_open_and_nothing_else():
     assert with_host_variables({}, host) == host
     assert with_host_variables({"nodes": []}, host) == {"nodes": [], "endpoints": ["10.0.0.2:50000"],
                                                         "context": "prod", "talosconfig": "/inv/config"}
-    assert with_host_variables({"talosconfig": "/task/config"}, host) == {"talosconfig": "/task/config",
-                                                                         "node": "10.0.0.5"}
-    assert with_host_variables({"context": "lab"}, host) == {"context": "lab", "node": "10.0.0.5",
-                                                            "talosconfig": "/inv/config"}
+    assert with_host_variables({"talosconfig": "/task/config"}, host) == {
+        "talosconfig": "/task/config", "node": "10.0.0.5"}
+    assert with_host_variables({"context": "lab"}, host) == {
+        "context": "lab", "node": "10.0.0.5", "talosconfig": "/inv/config"}
 
 
 def test_the_environment_fills_by_the_same_rule():
