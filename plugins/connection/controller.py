@@ -16,6 +16,9 @@ description:
   - The P(talos.linux.talosconfig#inventory) inventory sets it for every host, so that C(gather_facts) (which runs
     M(talos.linux.talos_facts) as a module process) reaches the right node without any task arguments.
   - Module options given in the task or in C(module_defaults) always win over these host variables.
+  - A task that names C(talosconfig) does not take C(talos_context) and C(talos_endpoints) from here (they belong to
+    the inventory's talosconfig), one that names C(context) does not take C(talos_endpoints), and one that sets
+    C(nodes) does not take C(talos_node); the environment variables they travel in follow the same rule.
 extends_documentation_fragment: []
 options:
   talos_node:
@@ -45,7 +48,8 @@ import os
 
 from ansible.plugins.connection.local import Connection as LocalConnection
 
-from ansible_collections.talos.linux.plugins.module_utils._options import HOST_VAR_OPTIONS, OPTION_ENVIRONMENT
+from ansible_collections.talos.linux.plugins.module_utils._options import (
+    HOST_VAR_OPTIONS, OPTION_ENVIRONMENT, fillable_options)
 
 
 class Connection(LocalConnection):
@@ -55,8 +59,11 @@ class Connection(LocalConnection):
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
         # The worker process runs one task for one host, so its environment is this host's alone.
-        for host_var, option in HOST_VAR_OPTIONS.items():
-            value = self.get_option(host_var)
-            if value is not None:
-                os.environ[OPTION_ENVIRONMENT[option]] = ",".join(value) if isinstance(value, list) else str(value)
+        host_values = {option: self.get_option(var) for var, option in HOST_VAR_OPTIONS.items()}
+        host_values = {option: value for option, value in host_values.items() if value is not None}
+        for option, value in host_values.items():
+            os.environ[OPTION_ENVIRONMENT[option]] = ",".join(value) if isinstance(value, list) else str(value)
+        # a variable of the environment below the host's own must not mix into them (another talosconfig's)
+        for option in set(OPTION_ENVIRONMENT) - set(host_values) - fillable_options(host_values):
+            os.environ.pop(OPTION_ENVIRONMENT[option], None)
         return super().exec_command(cmd, in_data=in_data, sudoable=sudoable)

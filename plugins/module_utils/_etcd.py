@@ -23,6 +23,7 @@ from ._errors import TalosError, allowed_roles, short_rpc
 from ._etcd_gate import (_control_planes, _member_nodes, forfeit_leadership_if_leader, member_id_hex,
                          wait_for_etcd_member_healthy)
 from ._etcd_snapshot import OPTIONS_SNAPSHOT, parse_mode
+from ._multi_node import control_planes_among, failed_entries, no_control_plane, read_verdict
 from ._upgrade import machine_type
 
 STATES = ("bootstrapped", "absent", "leader_forfeited", "snapshot", "recovered", "defragmented", "alarms_disarmed")
@@ -37,8 +38,8 @@ OPTIONS = {
     **OPTIONS_SNAPSHOT,
 }
 MUTUALLY_EXCLUSIVE = [("member_id", "member_hostname")]
-# talos_etcd_info reads with the shared connection options only (node, or nodes for several at once).
-INFO_OPTIONS = {}
+# talos_etcd_info reads with the shared connection options (node, or nodes for several at once), and strict.
+INFO_OPTIONS = {"strict": {"type": "bool", "default": False}}
 # Options that mean something for some states only: given to another state they are a mistake, not a no-op.
 STATE_OPTIONS = {
     "member_id": ("absent",),
@@ -248,10 +249,17 @@ def who(member):
 
 async def talos_etcd_info(params, client, *, check_mode, diff, mask):  # pylint: disable=unused-argument
     """The core behind talos.linux.talos_etcd_info: read etcd through one node, or through several at once."""
-    nodes = client.settings.nodes or [None]
+    nodes, failed = client.settings.nodes or [None], {}
     if len(nodes) == 1:
         return await etcd_info(client, nodes[0])
-    return await info_fan_out(client, nodes)
+    if client.settings.nodes_from_context:  # a list the task did not name: its control planes only
+        nodes, failed = await control_planes_among(client, nodes)
+        if not nodes and not failed:
+            raise no_control_plane(client.settings)
+    return await info_fan_out(client, nodes, failed, strict=params.get("strict"))
+
+
+talos_etcd_info.read_only = True
 
 
 async def etcd_info(client, node):
@@ -318,15 +326,11 @@ def summarize(members, health, raised):
     }
 
 
-async def info_fan_out(client, nodes):
+async def info_fan_out(client, nodes, failed, *, strict):
     results = await client.fan_out(nodes, lambda node: etcd_info(client, node))
-    done = {r.node: r.value for r in results if r.ok}
-    failed = {r.node: {"msg": str(r.error), **r.error.to_dict()} for r in results if not r.ok}
-    outcome = {"changed": False, "nodes": done, "failed_nodes": failed}
-    if failed:
-        outcome.update(failed=True, msg=f"etcd could not be read on {len(failed)} of {len(nodes)} nodes: "
-                                        + "; ".join(v["msg"] for v in failed.values()))
-    return outcome
+    done, failed = {r.node: r.value for r in results if r.ok}, {**failed, **failed_entries(results)}
+    return {"changed": False, "nodes": done, "failed_nodes": failed,
+            **read_verdict(done, failed, could_not="etcd could not be read on", strict=strict)}
 
 
 # --- state bootstrapped -----------------------------------------------------------------------------

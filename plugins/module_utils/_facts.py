@@ -13,6 +13,7 @@ import asyncio
 
 from ._cosi import get_resource, list_resources, yaml_spec
 from ._errors import TalosError
+from ._multi_node import failed_entries, read_verdict
 
 # The module's own options (the connection options are added by the doors).
 OPTIONS = {
@@ -56,16 +57,14 @@ async def talos_facts(params, client, *, check_mode, diff, mask):  # pylint: dis
 
     results = await client.fan_out(nodes, lambda node: node_facts(client, node, subsets))
     gathered = {r.node: r.value[0] for r in results if r.ok}
-    failed = {r.node: {"msg": str(r.error), **r.error.to_dict()} for r in results if not r.ok}
-    warnings = sorted({w for r in results if r.ok for w in r.value[1]})
-    result = {"changed": False, "nodes": gathered, "failed_nodes": failed, "gathered_subsets": [MIN] + subsets,
-              "warnings": warnings}
-    if failed and params.get("strict"):
-        result.update(failed=True, msg=f"Could not gather facts from {len(failed)} of {len(nodes)} nodes: "
-                                       + "; ".join(v["msg"] for v in failed.values()))
-    elif failed:
-        result["warnings"].append(f"Could not gather facts from {', '.join(sorted(failed))}; see failed_nodes.")
-    return result
+    failed = failed_entries(results)
+    verdict = read_verdict(gathered, failed, could_not="Could not gather facts from", strict=params.get("strict"))
+    warnings = sorted({w for r in results if r.ok for w in r.value[1]}) + verdict.pop("warnings", [])
+    return {"changed": False, "nodes": gathered, "failed_nodes": failed, "gathered_subsets": [MIN] + subsets,
+            "warnings": warnings, **verdict}
+
+
+talos_facts.read_only = True
 
 
 async def node_facts(client, node, subsets):

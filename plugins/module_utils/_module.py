@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import traceback
 
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ._options import CONNECTION_MUTUALLY_EXCLUSIVE, argument_spec
@@ -34,7 +35,10 @@ def missing_requirement():
 
 def run_module(core, options, mutually_exclusive=(), required_one_of=()):
     """Validate the task's arguments, run ``core`` and exit with its result."""
-    module = AnsibleModule(argument_spec=argument_spec(options), supports_check_mode=True,
+    # The environment fills only what the task's own arguments leave open (_options.fillable_options);
+    # _load_params is how Ansible documents reading them before AnsibleModule does.
+    given = basic._load_params()  # pylint: disable=protected-access
+    module = AnsibleModule(argument_spec=argument_spec(options, given=given), supports_check_mode=True,
                            mutually_exclusive=list(CONNECTION_MUTUALLY_EXCLUSIVE) + list(mutually_exclusive),
                            required_one_of=list(required_one_of))
     missing = missing_requirement()

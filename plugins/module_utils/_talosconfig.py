@@ -44,6 +44,8 @@ class ConnectionSettings:
     path: str | None = None
     insecure: bool = False
     server_name: str | None = None
+    # True when no node option was given and ``nodes`` are the talosconfig context's (not named by the task)
+    nodes_from_context: bool = False
 
     def secrets(self):
         """The decoded key material, for callers that must mask it (Ansible no_log values)."""
@@ -57,21 +59,30 @@ class ConnectionSettings:
         return out
 
 
-def parse_endpoint(value):
-    """Accept what talosctl accepts: host, host:port, [v6], [v6]:port, bare v6, https://host[:port][/]."""
+ENDPOINT_FORMS = ("Give host, host:port, [ipv6]:port or https://host:port; without a port, 50000 is used "
+                  "(443 for an https:// URL, as talosctl does).")
+
+
+def parse_endpoint(value, source="the endpoints option"):
+    """Accept what talosctl accepts: host, host:port, [v6], [v6]:port, bare v6, scheme://host[:port][/].
+
+    As talosctl does (pkg/machinery/client/connection.go), an https:// URL without a port means 443 and
+    anything else without a port means 50000. ``source`` names where the value came from, for errors.
+    """
     text = str(value).strip()
     if not text:
-        raise ConfigError("An endpoint is empty.", hint="Give a host name or address, optionally with :port.")
+        raise ConfigError(f"An endpoint in {source} is empty.", hint=ENDPOINT_FORMS)
     if "://" in text:
-        parts = urlsplit(text)
-        if not parts.hostname:
-            raise ConfigError(f"The endpoint {text!r} is not a valid URL.")
-        default = 443 if parts.scheme == "https" else API_PORT
         try:
-            port = parts.port or default
-        except ValueError:
-            raise ConfigError(f"The endpoint {text!r} has an invalid port.") from None
-        return Endpoint(parts.hostname, port)
+            parts = urlsplit(text)
+            hostname, port = parts.hostname, parts.port
+        except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+            raise ConfigError(f"The endpoint {text!r} in {source} is not a valid URL ({exc}).",
+                              hint=ENDPOINT_FORMS) from None
+        if not hostname:
+            raise ConfigError(f"The endpoint {text!r} in {source} is not a valid URL (it has no host).",
+                              hint=ENDPOINT_FORMS)
+        return Endpoint(hostname, port or (443 if parts.scheme == "https" else API_PORT))
     try:  # a bare IPv6 address has colons but no port
         return Endpoint(str(ipaddress.IPv6Address(text)))
     except ValueError:
@@ -81,10 +92,12 @@ def parse_endpoint(value):
         port = rest[1:] if rest.startswith(":") else ""
     else:
         host, _colon, port = text.partition(":")
+    if not host:
+        raise ConfigError(f"The endpoint {text!r} in {source} has no host.", hint=ENDPOINT_FORMS)
     if not port:
         return Endpoint(host)
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"The endpoint {text!r} has an invalid port {port!r}.")
+        raise ConfigError(f"The endpoint {text!r} in {source} has an invalid port {port!r}.", hint=ENDPOINT_FORMS)
     return Endpoint(host, int(port))
 
 
@@ -178,8 +191,9 @@ def load_settings(talosconfig=None, context=None, endpoints=None, nodes=None, ca
                           hint="Add endpoints to the context (talosctl config endpoint ...) or set the endpoints option.")
     settings = ConnectionSettings(
         context=ctx_name,
-        endpoints=[parse_endpoint(e) for e in raw_endpoints],
+        endpoints=[parse_endpoint(e, "the endpoints option" if endpoints else source) for e in raw_endpoints],
         nodes=[str(n) for n in (nodes if nodes is not None else ctx.get("nodes") or [])],
+        nodes_from_context=nodes is None and bool(ctx.get("nodes")),
         ca_pem=decode_pem(ca if ca is not None else ctx.get("ca"), "ca", "the ca option" if ca else source),
         crt_pem=decode_pem(crt if crt is not None else ctx.get("crt"), "crt", "the crt option" if crt else source),
         key_pem=decode_pem(key if key is not None else ctx.get("key"), "key", "the key option" if key else source),

@@ -222,6 +222,14 @@ failed_nodes:
   description: The nodes where applying failed, with C(msg) and C(code).
   returned: when the task targets several nodes
   type: dict
+nodes_from_context:
+  description:
+    - The nodes the task acted on when neither O(node) nor O(nodes) was set, taken from the talosconfig
+      context's C(nodes); a warning says so too.
+  returned: when the nodes came from the talosconfig context
+  type: list
+  elements: str
+  sample: [10.0.0.2, 10.0.0.3]
 """
 
 from ansible_collections.talos.linux.plugins.module_utils._apply_config import OPTIONS, REQUIRED_ONE_OF, talos_config

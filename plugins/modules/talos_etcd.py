@@ -329,6 +329,14 @@ expected_size:
     the role may not read it).
   returned: with state snapshot in check mode
   type: int
+nodes_from_context:
+  description:
+    - The nodes the task acted on when neither O(node) nor O(nodes) was set, taken from the talosconfig
+      context's C(nodes); a warning says so too.
+  returned: when the nodes came from the talosconfig context
+  type: list
+  elements: str
+  sample: [10.0.0.2, 10.0.0.3]
 """
 
 from ansible_collections.talos.linux.plugins.module_utils._etcd import MUTUALLY_EXCLUSIVE, OPTIONS, talos_etcd

@@ -18,11 +18,20 @@ description:
     (leader, database size and size in use, raft index and term, errors) from that member's own node, so a
     member that does not answer is reported unhealthy with the reason.
   - With O(nodes), one task reads etcd through each of several nodes at once and returns the results by node;
-    a node that cannot be read (a worker, a node that is down) is named in RV(failed_nodes) and fails the task.
+    a node that cannot be read (a worker, a node that is down) is named in RV(failed_nodes) with a warning, and
+    the task fails when no node could be read, or with O(strict). Without O(node) and O(nodes), the control
+    planes among the talosconfig context's nodes are read, never its workers.
   - Works with the C(os:reader) and C(os:etcd:backup) roles too. On Talos before 1.11 those roles may not read
     member status and alarms; they are then reported as unknown (null), with a note in RV(notes), instead of
     failing.
   - etcd runs on control planes only; a worker named as the node is refused with a clear message.
+options:
+  strict:
+    description:
+      - With several nodes, fail the task when any node cannot be read. By default such nodes are reported in
+        RV(failed_nodes) with a warning, and the task fails only when no node could be read.
+    type: bool
+    default: false
 notes:
   - To change etcd (bootstrap, membership, leadership, snapshots, recovery, defragmentation, alarms), use
     M(talos.linux.talos_etcd).

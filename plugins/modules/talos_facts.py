@@ -15,8 +15,9 @@ description:
     C(ansible_facts) named C(talos_*). Changes nothing.
   - Used by C(gather_facts) for hosts of the P(talos.linux.talosconfig#inventory) inventory, which sets
     C(ansible_facts_modules) to this module.
-  - With O(nodes), one task reads many nodes concurrently and returns their facts keyed by node, plus the
-    errors of nodes that could not be read.
+  - With O(nodes) (or, with neither O(node) nor O(nodes), the talosconfig context's nodes), one task reads many
+    nodes concurrently and returns their facts keyed by node, plus the errors of nodes that could not be read.
+    The task fails when no node could be read.
   - Works with an C(os:reader) certificate; what needs C(os:admin) (the boot id) is skipped with a warning.
 options:
   gather_subset:
@@ -32,8 +33,8 @@ options:
     default: [all]
   strict:
     description:
-      - With O(nodes), fail the task when any node cannot be read. By default such nodes are reported in
-        RV(failed_nodes) with a warning and the task succeeds.
+      - With several nodes, fail the task when any node cannot be read. By default such nodes are reported in
+        RV(failed_nodes) with a warning, and the task fails only when no node could be read.
     type: bool
     default: false
 extends_documentation_fragment:

@@ -177,6 +177,14 @@ failed_nodes:
   description: The nodes whose upgrade failed, with C(msg) and C(code); control planes after a failure are not touched.
   returned: when the task targets several nodes
   type: dict
+nodes_from_context:
+  description:
+    - The nodes the task acted on when neither O(node) nor O(nodes) was set, taken from the talosconfig
+      context's C(nodes); a warning says so too.
+  returned: when the nodes came from the talosconfig context
+  type: list
+  elements: str
+  sample: [10.0.0.2, 10.0.0.3]
 """
 
 from ansible_collections.talos.linux.plugins.module_utils._module import run_module

@@ -18,7 +18,7 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.talos.linux.plugins.module_utils._options import (
-    CONNECTION_MUTUALLY_EXCLUSIVE, HOST_VAR_OPTIONS, argument_spec)
+    CONNECTION_MUTUALLY_EXCLUSIVE, HOST_VAR_OPTIONS, argument_spec, with_host_variables)
 
 CONTROLLER_CONNECTIONS = frozenset({
     "local", "ansible.builtin.local", "ansible.legacy.local", "talos.linux.controller"})
@@ -49,7 +49,7 @@ class TalosAction(ActionBase):
             return result
 
         validator = ArgumentSpecValidator(
-            argument_spec(self.options),
+            argument_spec(self.options, given=args),
             mutually_exclusive=list(CONNECTION_MUTUALLY_EXCLUSIVE) + list(self.mutually_exclusive),
             required_one_of=list(self.required_one_of))
         validation = validator.validate(args)
@@ -73,10 +73,8 @@ class TalosAction(ActionBase):
         return connection in CONTROLLER_CONNECTIONS
 
     def _with_host_defaults(self, args, task_vars):
-        """Fill the connection options the task leaves unset from the host's talos_* variables."""
-        for var, option in HOST_VAR_OPTIONS.items():
-            if option == "node" and args.get("nodes"):
-                continue
-            if args.get(option) is None and task_vars.get(var) is not None:
-                args[option] = self._templar.template(task_vars[var])
-        return args
+        """Fill the connection options the task leaves unset from the host's talos_* variables, by the
+        precedence of _options.fillable_options (the module door applies the same rule to the environment)."""
+        host_values = {option: self._templar.template(task_vars[var])
+                       for var, option in HOST_VAR_OPTIONS.items() if task_vars.get(var) is not None}
+        return with_host_variables(args, host_values)

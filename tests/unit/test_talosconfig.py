@@ -192,3 +192,38 @@ def test_certificate_roles_are_the_organization_values(pki):
 
     info = inspect_client_certificate(pki["crt"])
     assert info.roles == ("os:admin", "os:etcd:backup") and not info.expired
+
+
+@pytest.mark.parametrize("bad,reason", [
+    ("http://[bad", "Invalid IPv6 URL"),
+    ("https://host:99999", "Port out of range"),
+    ("https://", "it has no host"),
+    (":50000", "has no host"),
+])
+def test_an_endpoint_error_names_the_value_and_where_it_came_from(bad, reason):
+    with pytest.raises(ConfigError) as err:
+        parse_endpoint(bad, "context 'prod' of /x/config")
+    assert repr(bad) in str(err.value) and "context 'prod' of /x/config" in str(err.value)
+    assert reason in str(err.value) and "443 for an https:// URL" in str(err.value)
+
+
+def test_a_bad_endpoint_option_is_named_as_the_option(write_talosconfig):
+    with pytest.raises(ConfigError, match=r"'http://\[bad' in the endpoints option"):
+        load_settings(talosconfig=str(write_talosconfig()), endpoints=["http://[bad"])
+
+
+@pytest.mark.parametrize("text,port", [("https://omni.example", 443), ("http://cp.example", 50000),
+                                       ("grpc://cp.example", 50000)])
+def test_a_url_without_a_port_gets_the_talosctl_default(text, port):
+    # talosctl (pkg/machinery/client/connection.go): https:// means 443, any other URL the API port
+    assert parse_endpoint(text).port == port
+
+
+def test_nodes_from_context_says_where_the_nodes_came_from(write_talosconfig):
+    path = write_talosconfig({"prod": {"endpoints": ["a"], "nodes": ["n1", "n2"]}})
+    implicit = load_settings(talosconfig=str(path))
+    assert implicit.nodes == ["n1", "n2"] and implicit.nodes_from_context is True
+    named = load_settings(talosconfig=str(path), nodes=["n3"])
+    assert named.nodes == ["n3"] and named.nodes_from_context is False
+    empty = write_talosconfig({"prod": {"endpoints": ["a"]}})
+    assert load_settings(talosconfig=str(empty)).nodes_from_context is False
