@@ -300,3 +300,81 @@ def test_another_apply_in_progress_is_retried(tmp_path, emulated_cluster):
     assert run.result("config", host)["changed"] is True
     assert cluster.calls[(address, APPLY)] == 3
     assert "65535" in cluster.node(address).config.decode()
+
+
+# --- issue 10: changed tells the truth, check mode predicts the real run, input errors are clear ----------------
+
+def test_an_apply_cut_off_in_flight_fails_as_changed(tmp_path, emulated_cluster):
+    cluster = emulated_cluster(control_planes=1, workers=1, talos_version="1.13.5")
+    address, host, inventory = one_node(cluster, tmp_path)
+    cluster.interrupt_stream("ApplyConfiguration", 0, node=address)  # the node applies it; the answer is lost
+    run = run_playbook(tmp_path, play(patches=[SYSCTL]), inventory)
+    assert run.rc != 0
+    result = run.result("config", host)
+    assert run.task("config", host)[0]["status"] == "failed" and result["changed"] is True, result
+    assert "the node may have applied the configuration; rerun to compare" in result["msg"].lower()
+    assert "65535" in cluster.node(address).config.decode(), "the node had applied it"
+    assert cluster.calls[(address, APPLY)] == 1, "a changing call that may have landed is not sent twice"
+    again = run_playbook(tmp_path, play(patches=[SYSCTL]), inventory)
+    assert again.rc == 0 and again.result("config", host)["changed"] is False
+    assert cluster.calls[(address, APPLY)] == 1
+
+
+def test_a_reboot_that_never_comes_back_fails_as_changed(tmp_path, emulated_cluster):
+    cluster = emulated_cluster(control_planes=1, workers=1, talos_version="1.13.5")
+    address, host, inventory = one_node(cluster, tmp_path)
+    run = run_playbook(tmp_path, play(patches=[{"machine": {"env": {"A": "1"}}}], mode="auto", wait_timeout=0.5),
+                       inventory)
+    assert run.rc != 0
+    result = run.result("config", host)
+    assert result["changed"] is True and result["rebooted"] is True, result
+    assert "was applied" in result["msg"] and "did not come back" in result["msg"]
+
+
+@pytest.mark.parametrize("version", ["1.13.5", "1.14.0"])
+@pytest.mark.parametrize("patch", [{"machine": {"env": {"HTTPS_PROXY": "http://proxy:3128"}}},
+                                   {"machine": {"files": [{"path": "/var/etc/x.conf", "op": "create",
+                                                           "permissions": 0o644, "content": "x = 1\n"}]}}],
+                         ids=["env", "files"])
+def test_check_mode_predicts_the_real_run(tmp_path, emulated_cluster, version, patch):
+    cluster = emulated_cluster(control_planes=1, workers=1, talos_version=version)
+    address, host, inventory = one_node(cluster, tmp_path)
+    keys = ("changed", "mode", "reboot_required", "msg")
+    outcomes = []
+    for flags in (["--check"], []):
+        run = run_playbook(tmp_path, play(patches=[patch]), inventory, *flags)
+        result = run.result("config", host)
+        outcomes.append({"failed": run.rc != 0, **{key: result.get(key) for key in keys}})
+    predicted, real = outcomes
+    assert predicted == real, (predicted, real)
+    if version < "1.14":
+        assert real["failed"] and real["changed"] is False and "without a reboot" in real["msg"]
+        assert cluster.calls[(address, APPLY)] == 0, "what the node would refuse is refused before sending"
+    else:
+        assert real["changed"] is True and real["reboot_required"] is None
+
+
+def test_check_mode_predicts_a_reboot_in_auto_mode(tmp_path, emulated_cluster):
+    cluster = emulated_cluster(control_planes=1, workers=1, talos_version="1.13.5")
+    address, host, inventory = one_node(cluster, tmp_path)
+    patch = [{"machine": {"env": {"A": "1"}}}]
+    predicted = run_playbook(tmp_path, play(patches=patch, mode="auto"), inventory, "--check").result("config", host)
+    real = run_playbook(tmp_path, play(patches=patch, mode="auto"), inventory).result("config", host)
+    assert (predicted["mode"], predicted["rebooted"]) == (real["mode"], real["rebooted"]) == ("reboot", True)
+
+
+@pytest.mark.parametrize("args,expected", [
+    ({"patches": "machine: {sysctls: {a: '1', b: '2'}}"}, "patches must be a list of patches, not a string"),
+    ({"patches": [SYSCTL], "mode": "try", "try_timeout": 0}, "try_timeout must be a number of seconds greater than 0"),
+    ({"patches": [SYSCTL], "try_timeout": "nan"}, "try_timeout must be a number of seconds greater than 0, not nan"),
+    ({"patches": [SYSCTL], "wait_timeout": -1}, "wait_timeout must be a number of seconds greater than 0, not -1"),
+])
+def test_options_that_cannot_be_right_are_refused_before_connecting(tmp_path, emulated_cluster, args, expected):
+    cluster = emulated_cluster(control_planes=1, workers=1)
+    address, host, inventory = one_node(cluster, tmp_path)
+    run = run_playbook(tmp_path, play(**args), inventory)
+    assert run.rc != 0
+    result = run.result("config", host)
+    assert expected in result["msg"], result["msg"]
+    assert "give a list" in result["msg"].lower() or "positive number" in result["msg"]
+    assert sum(count for (node, _rpc), count in cluster.calls.items() if node == address) == 0, "nothing was sent"
