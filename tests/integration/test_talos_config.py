@@ -1,5 +1,6 @@
 """talos.linux.talos_config through real ansible-playbook runs against the emulator, on every Talos version."""
 
+import copy
 import json
 
 import pytest
@@ -378,3 +379,37 @@ def test_options_that_cannot_be_right_are_refused_before_connecting(tmp_path, em
     assert expected in result["msg"], result["msg"]
     assert "give a list" in result["msg"].lower() or "positive number" in result["msg"]
     assert sum(count for (node, _rpc), count in cluster.calls.items() if node == address) == 0, "nothing was sent"
+
+
+def module_examples():
+    from ansible_collections.talos.linux.plugins.modules import talos_config
+
+    return yaml.safe_load(talos_config.EXAMPLES)
+
+
+@pytest.mark.parametrize("example", module_examples(), ids=lambda task: task["name"])
+def test_every_example_is_unchanged_on_its_second_run(tmp_path, emulated_cluster, example):
+    cluster = emulated_cluster(control_planes=1, workers=2, talos_version="1.13.5", maintenance_nodes=(2,))
+    worker, new_node = cluster.workers
+    inventory = static_inventory(tmp_path, cluster, hosts=[worker], talos_machine_type="worker")
+    config = documents(cluster.node(worker).config)
+    templated = copy.deepcopy(config)
+    templated[0]["machine"]["sysctls"] = {"vm.max_map_count": "262144"}
+    first_config = dict(config[0], machine=dict(config[0]["machine"], type="worker"))
+    first_config["machine"]["network"] = {"hostname": "talos-new"}
+    files = {"worker.yaml.j2": yaml.safe_dump_all(templated), "worker.yaml": yaml.safe_dump(config[0]),
+             "network.patch.yaml": "machine:\n  network:\n    nameservers: [1.1.1.1, 9.9.9.9]\n",
+             "controlplane.yaml": yaml.safe_dump(first_config)}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    text = yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": [example]}], sort_keys=False)
+    playbook = text.replace("192.168.1.50", new_node)
+    for attempt in ("first", "second"):
+        applied = sum(cluster.calls[(a, APPLY)] for a in cluster.addresses)
+        run = run_playbook(tmp_path, playbook, inventory)
+        assert run.rc == 0, f"{attempt} run:\n{run.output[-4000:]}"
+        if new_node in playbook:
+            cluster.wait_until_up(new_node)
+    configs = [r for r in run.results if r["action"] == "talos.linux.talos_config"]
+    assert configs and not any(r["result"]["changed"] for r in configs), configs
+    assert sum(cluster.calls[(a, APPLY)] for a in cluster.addresses) == applied, "nothing sent on the second run"

@@ -17,7 +17,7 @@ def render_config(config=None, patches=(), current=None):
 
     A patch is a strategic merge patch (YAML text of one or more documents, a mapping, or a list of mappings)
     or a JSON6902 patch (a list of ``{op, path, value, from}`` operations, or YAML/JSON text of one). Inputs are
-    never changed.
+    never changed. Patches on ``current`` (no ``config``) do not append a list item the list already holds.
     """
     if config is not None:
         documents = parse_documents(config, "config")
@@ -34,7 +34,8 @@ def render_config(config=None, patches=(), current=None):
         if kind == "json6902":
             documents = apply_json6902(documents, content, number)
         else:
-            documents = strategic_merge(documents, content, number)
+            # on the node's own configuration a patch must converge: an item it appends again is present
+            documents = strategic_merge(documents, content, number, keep_present=config is None)
     canonical_order(documents, "the patched config")
     return documents
 
