@@ -413,3 +413,40 @@ def test_every_example_is_unchanged_on_its_second_run(tmp_path, emulated_cluster
     configs = [r for r in run.results if r["action"] == "talos.linux.talos_config"]
     assert configs and not any(r["result"]["changed"] for r in configs), configs
     assert sum(cluster.calls[(a, APPLY)] for a in cluster.addresses) == applied, "nothing sent on the second run"
+
+
+CONTENT_SECRETS = {"env": "env-credential-0xf00d", "file": "file-content-credential-0xbeef",
+                   "secret data": "c2VjcmV0LWRhdGEtY3JlZGVudGlhbA==", "secret stringData": "string-data-credential",
+                   "header": "Bearer manifest-header-credential", "registry": "registry-password-credential",
+                   "registry user": "registry-username-credential", "extension": "extension-env-credential",
+                   "extension file": "extension-file-credential"}
+CONTENT_PATCHES = [
+    {"machine": {"env": {"CREDS": CONTENT_SECRETS["env"]},
+                 "files": [{"path": "/var/etc/app.conf", "op": "create", "permissions": 0o600,
+                            "content": f"token = {CONTENT_SECRETS['file']}\n"}],
+                 "registries": {"config": {"registry.internal": {"auth": {
+                     "username": CONTENT_SECRETS["registry user"], "password": CONTENT_SECRETS["registry"]}}}}},
+     "cluster": {"extraManifestHeaders": {"X-Fetch": CONTENT_SECRETS["header"]},
+                 "inlineManifests": [{"name": "db", "contents": (
+                     "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\n"
+                     f"data: {{password: {CONTENT_SECRETS['secret data']}}}\n"
+                     f"stringData: {{token: {CONTENT_SECRETS['secret stringData']}}}\n---\n"
+                     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shown-in-the-diff}\ndata: {colour: blue}\n")}]}},
+    {"apiVersion": "v1alpha1", "kind": "ExtensionServiceConfig", "name": "tailscale",
+     "configFiles": [{"content": CONTENT_SECRETS["extension file"], "mountPath": "/etc/ts.conf"}],
+     "environment": [f"TS_AUTHKEY={CONTENT_SECRETS['extension']}"]},
+]
+
+
+@pytest.mark.parametrize("version,flags", [("1.13.5", ["--check"]), ("1.14.0", ["--check"]), ("1.14.0", [])])
+def test_content_secrets_never_appear_with_vvvv_and_diff(tmp_path, emulated_cluster, version, flags):
+    cluster = emulated_cluster(control_planes=1, workers=0, talos_version=version)
+    address, host, inventory = one_node(cluster, tmp_path, address=cluster.control_planes[0])
+    run = run_playbook(tmp_path, play(patches=CONTENT_PATCHES), inventory, "-vvvv", "--diff", *flags)
+    assert run.rc == (0 if version >= "1.14" else 2), run.output[-3000:]
+    output = run.output + json.dumps(run.results)
+    for name, secret in CONTENT_SECRETS.items():
+        assert secret not in output, name
+    assert "shown-in-the-diff" in output and "CREDS" in output and "fingerprint" in output
+    if not flags:
+        assert CONTENT_SECRETS["extension file"] in cluster.node(address).config.decode(), "it was applied"
