@@ -450,3 +450,18 @@ def test_content_secrets_never_appear_with_vvvv_and_diff(tmp_path, emulated_clus
     assert "shown-in-the-diff" in output and "CREDS" in output and "fingerprint" in output
     if not flags:
         assert CONTENT_SECRETS["extension file"] in cluster.node(address).config.decode(), "it was applied"
+
+
+def test_a_node_whose_apply_was_cut_off_counts_as_changed_in_a_many_node_task(tmp_path, emulated_cluster):
+    cluster = emulated_cluster(control_planes=1, workers=2, talos_version="1.14.0")
+    cut, fine = cluster.workers
+    cluster.interrupt_stream("ApplyConfiguration", 0, node=cut)
+    inventory = tmp_path / "localhost"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter={{ ansible_playbook_python }}\n")
+    args = {"talosconfig": str(cluster.talosconfig_path()), "nodes": [cut, fine], "patches": [SYSCTL]}
+    run = run_playbook(tmp_path, play(hosts="localhost", **args), inventory)
+    assert run.rc != 0
+    result = run.result("config")
+    assert result["changed"] is True and sorted(result["failed_nodes"]) == [cut] and list(result["nodes"]) == [fine]
+    assert "may have applied the configuration" in result["failed_nodes"][cut]["msg"]
+    assert result["failed_nodes"][cut]["changed"] is True
