@@ -19,11 +19,12 @@ In a ``{name: ..., value: ...}`` pair (a container's ``env``) the value is secre
 stay empty. The rule errs towards hiding: a Kubernetes toleration ``key`` inside ``machine.pods`` is hidden too.
 
 Fields that hold free content, whatever it says, are secret by where they are (``CONTENT_FIELDS``): the values of
-``machine.env`` and ``cluster.extraManifestHeaders``, ``machine.files[].content``, an ExtensionServiceConfig's
-``configFiles[].content`` and the values of its ``environment`` (a RegistryAuthConfig's ``username`` is
-``<redacted>``, as under ``auth``). They become ``<redacted, N bytes, fingerprint
+``machine.env``, of the ``env`` of ``cluster.apiServer``, ``controllerManager`` and ``scheduler`` (and of their
+Kube*Config documents) and of manifest headers, ``machine.files[].content``, the ``environment`` values of
+ExtensionServiceConfig and ContainerConfig, their config files, CRICustomizationConfig and EtcFileConfig contents
+(a RegistryAuthConfig's ``username`` is ``<redacted>``, as under ``auth``). They become ``<redacted, N bytes, fingerprint
 ...>``: the fingerprint is an HMAC keyed afresh in each run, so a diff still shows which content changed, and it
-tells nothing about the value. ``cluster.inlineManifests[].contents`` stays readable: each YAML document is shown
+tells nothing about the value. ``cluster.inlineManifests[].contents`` (and a KubeInlineManifestConfig's ``manifest``) stays readable: each YAML document is shown
 with the rules above, and a ``Secret``'s ``data`` and ``stringData`` values as fingerprints; contents that do not
 parse as YAML mappings become one fingerprint.
 
@@ -54,9 +55,19 @@ _FINGERPRINT_KEY = os.urandom(32)
 # Where free content lives, by document kind ("v1alpha1" for the machine config document): path -> how it holds it.
 CONTENT_FIELDS = {
     "v1alpha1": {("machine", "env"): "values", ("cluster", "extraManifestHeaders"): "values",
+                 ("cluster", "apiServer", "env"): "values", ("cluster", "controllerManager", "env"): "values",
+                 ("cluster", "scheduler", "env"): "values",
                  ("machine", "files"): ("items", "content"), ("cluster", "inlineManifests"): ("manifests", "contents")},
     "ExtensionServiceConfig": {("configFiles",): ("items", "content"), ("environment",): "assignments"},
+    "ContainerConfig": {("environment",): "assignments"},
     "RegistryAuthConfig": {("username",): "all"},  # as machine.registries.config.*.auth, whose every field is
+    "CRICustomizationConfig": {("content",): "text"},
+    "EtcFileConfig": {("contents",): "text"},
+    "KubeAPIServerConfig": {("env",): "values"},
+    "KubeControllerManagerConfig": {("env",): "values"},
+    "KubeSchedulerConfig": {("env",): "values"},
+    "KubeExternalManifestConfig": {("headers",): "values"},
+    "KubeInlineManifestConfig": {("manifest",): "manifest"},
 }
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
@@ -104,6 +115,10 @@ def _redact_document(document, found):
 
 
 def _redact_content(value, how, found):
+    if how == "text":
+        return _secret_content(value, found)
+    if how == "manifest":
+        return _manifests(value, found)
     if how == "values" and isinstance(value, dict):
         return {key: _secret_content(item, found) for key, item in value.items()}
     if how == "assignments" and isinstance(value, list):

@@ -31,6 +31,10 @@ SECRETS = {
     "registry client key": "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0t", "pod env": "pod-env-password-value",
     "aescbc": "YWVzY2JjLWVuY3J5cHRpb24tc2VjcmV0LWZvci10ZXN0cw==", "bootstrap": "abcdef.0123456789abcdef",
     "passphrase": "luks-passphrase-of-a-volume", "wireguard": "d2lyZWd1YXJkLXByaXZhdGUta2V5LWZvci10ZXN0cw=",
+    "apiserver env": "apiserver-env-credential", "container env": "container-env-credential",
+    "cri content": "cri-registry-mirror-credential", "etc file": "etc-file-credential",
+    "kube apiserver env": "kube-apiserver-env-credential", "external header": "external-manifest-header",
+    "inline manifest doc": "c2VjcmV0LWluLWEtbWFuaWZlc3QtZG9j", "hcloud": "hcloud-api-token-value",
 }
 CONFIG = [
     {"version": "v1alpha1", "machine": {
@@ -44,6 +48,7 @@ CONFIG = [
             {"name": "c", "image": "busybox", "env": [{"name": "DB_PASSWORD", "value": SECRETS["pod env"]},
                                                       {"name": "MODE", "value": "production"}]}]}}]},
      "cluster": {"aescbcEncryptionSecret": SECRETS["aescbc"], "token": SECRETS["bootstrap"],
+                 "apiServer": {"env": {"OIDC": SECRETS["apiserver env"]}},
                  "extraManifestHeaders": {"X-Fetch": SECRETS["header"]},
                  "inlineManifests": [{"name": "db", "contents": SECRET_MANIFEST},
                                      {"name": "odd", "contents": SECRETS["unparsed manifest"]}]}},
@@ -53,6 +58,15 @@ CONFIG = [
     {"apiVersion": "v1alpha1", "kind": "UserVolumeConfig", "name": "data",
      "encryption": {"provider": "luks2", "keys": [{"slot": 0, "static": {"passphrase": SECRETS["passphrase"]}}]}},
     {"apiVersion": "v1alpha1", "kind": "WireguardConfig", "name": "wg0", "privateKey": SECRETS["wireguard"]},
+    {"apiVersion": "v1alpha1", "kind": "ContainerConfig", "name": "c", "environment": [f"X={SECRETS['container env']}"]},
+    {"apiVersion": "v1alpha1", "kind": "CRICustomizationConfig", "name": "m", "content": SECRETS["cri content"]},
+    {"apiVersion": "v1alpha1", "kind": "EtcFileConfig", "name": "f", "contents": SECRETS["etc file"]},
+    {"apiVersion": "v1alpha1", "kind": "KubeAPIServerConfig", "env": {"A": SECRETS["kube apiserver env"]}},
+    {"apiVersion": "v1alpha1", "kind": "KubeExternalManifestConfig", "name": "e", "url": "https://example.com/m.yaml",
+     "headers": {"X-Fetch": SECRETS["external header"]}},
+    {"apiVersion": "v1alpha1", "kind": "KubeInlineManifestConfig", "name": "i",
+     "manifest": f"apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ndata: {{k: {SECRETS['inline manifest doc']}}}\n"},
+    {"apiVersion": "v1alpha1", "kind": "HCloudVIPConfig", "name": "v", "apiToken": SECRETS["hcloud"]},
 ]
 
 
