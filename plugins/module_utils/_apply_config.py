@@ -321,8 +321,10 @@ async def send_configuration(client, node, documents, mode, params):
     except TalosError as exc:
         redact = _redactor(documents)
         if exc.code == "InvalidArgument" and NEEDS_REBOOT in (exc.detail or ""):
-            raise TalosError(f"Node {node} cannot apply this configuration without a reboot: {redact(exc.detail)}",
-                             code=exc.code, node=node, rpc=exc.rpc, detail=redact(exc.detail),
+            # only the node's first line: the diff after it holds configuration content, secrets included
+            said = redact((exc.detail or "").splitlines()[0])
+            raise TalosError(f"Node {node} cannot apply this configuration without a reboot: {said}",
+                             code=exc.code, node=node, rpc=exc.rpc, detail=said,
                              hint="Use mode auto (the node reboots) or staged (applied at the next reboot).") from None
         if exc.code == "InvalidArgument":
             raise TalosError(f"Node {node} rejected the configuration: {redact(exc.detail)}", code=exc.code,

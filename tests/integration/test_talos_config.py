@@ -465,3 +465,19 @@ def test_a_node_whose_apply_was_cut_off_counts_as_changed_in_a_many_node_task(tm
     assert result["changed"] is True and sorted(result["failed_nodes"]) == [cut] and list(result["nodes"]) == [fine]
     assert "may have applied the configuration" in result["failed_nodes"][cut]["msg"]
     assert result["failed_nodes"][cut]["changed"] is True
+
+
+def test_the_nodes_refusal_to_apply_live_shows_no_configuration(tmp_path, emulated_cluster):
+    """Talos 1.13's refusal carries a diff of the configuration: only its first line is shown."""
+    from grpclib.const import Status
+
+    cluster = emulated_cluster(control_planes=1, workers=1, talos_version="1.13.5")
+    address, host, inventory = one_node(cluster, tmp_path)
+    cluster.fail("ApplyConfiguration", code=Status.INVALID_ARGUMENT, node=address,
+                 message="this config change can't be applied in immediate mode\ndiff:\n+  content: |\n"
+                         "+    password = a-short-secret\n")
+    run = run_playbook(tmp_path, play(patches=[SYSCTL]), inventory, "-vvvv")
+    assert run.rc != 0
+    result = run.result("config", host)
+    assert result["changed"] is False and "without a reboot" in result["msg"] and "mode auto" in result["msg"]
+    assert "a-short-secret" not in run.output + json.dumps(run.results)
