@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from tests.integration.playbook import run_playbook, static_inventory
+from tests.integration.playbook import ROOT, run_playbook, static_inventory
 
 APPLY = "/machine.MachineService/ApplyConfiguration"
 MUTATING = (APPLY, "/machine.MachineService/Reboot", "/machine.MachineService/Upgrade")
@@ -481,3 +481,22 @@ def test_the_nodes_refusal_to_apply_live_shows_no_configuration(tmp_path, emulat
     result = run.result("config", host)
     assert result["changed"] is False and "without a reboot" in result["msg"] and "mode auto" in result["msg"]
     assert "a-short-secret" not in run.output + json.dumps(run.results)
+
+
+EXAMPLE_PLAYBOOKS = sorted(p.name for p in (ROOT / "examples").glob("*.yml") if "talos.linux.talos_config" in p.read_text())
+
+
+@pytest.mark.parametrize("example", EXAMPLE_PLAYBOOKS)
+def test_every_example_playbook_is_unchanged_on_its_second_run(tmp_path, emulated_cluster, example):
+    cluster = emulated_cluster(control_planes=1, workers=1)
+    inventory = tmp_path / "cluster.talos.yml"
+    inventory.write_text(yaml.safe_dump({"plugin": "talos.linux.talosconfig",
+                                         "talosconfig": str(cluster.talosconfig_path())}))
+    first = run_playbook(tmp_path, ROOT / "examples" / example, inventory)
+    assert first.rc == 0, first.output[-4000:]
+    applied = sum(cluster.calls[(a, APPLY)] for a in cluster.addresses)
+    second = run_playbook(tmp_path, ROOT / "examples" / example, inventory)
+    assert second.rc == 0, second.output[-4000:]
+    configs = [r for r in second.results if r["action"] == "talos.linux.talos_config"]
+    assert configs and not any(r["result"]["changed"] for r in configs)
+    assert sum(cluster.calls[(a, APPLY)] for a in cluster.addresses) == applied
