@@ -227,7 +227,9 @@ nodes:
   returned: when the task targets several nodes
   type: dict
 failed_nodes:
-  description: The nodes where applying failed, with C(msg) and C(code).
+  description:
+    - The nodes where applying failed, with C(msg) and C(code); C(changed) is true for a node that may have
+      applied the configuration before the failure.
   returned: when the task targets several nodes
   type: dict
 """

@@ -21,12 +21,13 @@ stay empty. The rule errs towards hiding: a Kubernetes toleration ``key`` inside
 Fields that hold free content, whatever it says, are secret by where they are (``CONTENT_FIELDS``): the values of
 ``machine.env``, of the ``env`` of ``cluster.apiServer``, ``controllerManager`` and ``scheduler`` (and of their
 Kube*Config documents) and of manifest headers, ``machine.files[].content``, the ``environment`` values of
-ExtensionServiceConfig and ContainerConfig, their config files, CRICustomizationConfig and EtcFileConfig contents
-(a RegistryAuthConfig's ``username`` is ``<redacted>``, as under ``auth``). They become ``<redacted, N bytes, fingerprint
-...>``: the fingerprint is an HMAC keyed afresh in each run, so a diff still shows which content changed, and it
-tells nothing about the value. ``cluster.inlineManifests[].contents`` (and a KubeInlineManifestConfig's ``manifest``) stays readable: each YAML document is shown
-with the rules above, and a ``Secret``'s ``data`` and ``stringData`` values as fingerprints; contents that do not
-parse as YAML mappings become one fingerprint.
+ExtensionServiceConfig and ContainerConfig, their config files, CRICustomizationConfig and EtcFileConfig
+contents (a RegistryAuthConfig's ``username`` is ``<redacted>``, as under ``auth``). They become
+``<redacted, N bytes, fingerprint ...>``: the fingerprint is an HMAC keyed afresh in each run, so a diff still
+shows which content changed, and it tells nothing about the value. ``cluster.inlineManifests[].contents`` (and a
+KubeInlineManifestConfig's ``manifest``) stays readable: each YAML document is shown with the rules above, and a
+``Secret``'s ``data`` and ``stringData`` values as fingerprints; contents that do not parse as YAML mappings
+become one fingerprint.
 
 Certificates (``crt`` fields, base64 PEM or PEM text) are public; they become their SHA-256 fingerprint, which
 is shorter and still tells two certificates apart. Other certificate fields (``acceptedCAs``, registry ``ca``,

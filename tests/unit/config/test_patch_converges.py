@@ -15,8 +15,8 @@ cluster:
 """
 PATCH = {"machine": {"time": {"servers": ["time.cloudflare.com", "pool.ntp.org"]},
                      "files": [{"path": "/var/etc/a.conf", "op": "create", "permissions": 420, "content": "a = 1\n"}]},
-         "cluster": {"inlineManifests": [{"name": "ns", "contents": "apiVersion: v1\nkind: Namespace\n"
-                                                                   "metadata: {name: x}\n"}]}}
+         "cluster": {"inlineManifests": [
+             {"name": "ns", "contents": "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n"}]}}
 
 
 def test_a_patch_on_the_current_config_does_not_append_what_is_there():
