@@ -13,6 +13,7 @@ diffs locally: a dry-run apply would cancel a pending try rollback on the node (
 from __future__ import annotations
 
 import datetime
+import math
 
 from ._errors import TalosError
 from ._version import supports
@@ -21,7 +22,8 @@ OPTIONS = {
     # Not no_log: Ansible would then mask every value in them (even "1" and "true") in all output. The
     # configuration's secrets themselves are found and handed to the door's mask instead (_secrets below).
     "config": {"type": "raw"},
-    "patches": {"type": "list", "elements": "raw", "default": []},
+    # raw, not list: Ansible's list type splits a string at commas before anything can tell it was a string
+    "patches": {"type": "raw", "default": []},
     "mode": {"type": "str", "choices": ["auto", "no_reboot", "reboot", "staged", "try"]},
     "try_timeout": {"type": "float", "default": 60.0},
     "confirm_try": {"type": "bool", "default": False},
@@ -35,13 +37,18 @@ MACHINE_CONFIG = ("config", "MachineConfigs.config.talos.dev")
 ACTIVE, PERSISTENT = "v1alpha1", "persistent"
 MODES = {"reboot": 0, "auto": 1, "no_reboot": 2, "staged": 3, "try": 4}  # ApplyConfigurationRequest.Mode
 MODE_NAMES = {number: name for name, number in MODES.items()}
-NEEDS_REBOOT = "can't be applied without a reboot"
+NEEDS_REBOOT = "can't be applied in immediate mode"  # CanApplyImmediate's refusal (Talos 1.13 and older)
+# Answers that prove the node refused an ApplyConfiguration (nothing applied); anything else may have landed.
+REFUSALS = frozenset(("InvalidArgument", "PermissionDenied", "Unimplemented", "FailedPrecondition",
+                      "Unauthenticated", "NotFound", "AlreadyExists", "OutOfRange", "ResourceExhausted", "TLSError",
+                      "ConfigError", "InvalidOption"))
 
 
 async def talos_config(params, client, *, check_mode, diff, mask):
     """The core behind talos.linux.talos_config, for each node the task addresses."""
     from . import _config
 
+    check_options(params)
     if not params.get("config") and not params.get("patches"):
         raise TalosError("Nothing to apply: give config, patches, or both.", code="InvalidOption")
     # Parse what the task gives before talking to any node: bad input changes nothing anywhere.
@@ -59,8 +66,11 @@ async def talos_config(params, client, *, check_mode, diff, mask):
         return await one(nodes[0])
     results = await client.fan_out(nodes, one)
     failed = {r.node: {"msg": str(r.error), **r.error.to_dict()} for r in results if not r.ok}
+    # a node whose apply failed after the request may have reached it: failed, and changed
+    failed.update({r.node: r.value for r in results if r.ok and r.value.get("failed")})
     outcome = {"changed": any(r.value["changed"] for r in results if r.ok),
-               "nodes": {r.node: r.value for r in results if r.ok}, "failed_nodes": failed,
+               "nodes": {r.node: r.value for r in results if r.ok and not r.value.get("failed")},
+               "failed_nodes": failed,
                "warnings": [w for r in results if r.ok for w in r.value.pop("warnings", [])]}
     if failed:
         outcome.update(failed=True, msg=f"Applying the configuration failed on {len(failed)} of {len(nodes)} "
@@ -143,8 +153,17 @@ async def apply_to_node(params, client, node, config, *, check_mode, diff, mask)
             "after": _config.dump_documents(_config.redact_secrets(desired)),
             "before_header": f"{node or 'node'} ({compare_to})", "after_header": f"{node or 'node'} (desired)",
         }
-    if not result["changed"] or check_mode:
-        result["reboot_required"] = mode == "staged" and changed
+    if not result["changed"]:
+        return result
+    # What the node will do (or refuse), by its own rule: check mode predicts the real run's outcome, and the
+    # real run refuses before sending what the node would refuse.
+    try:
+        planned = planned_mode(mode, version, insecure, current, desired, node, _redactor(desired)) if changed \
+            else mode
+    except TalosError as exc:  # refused before sending: the result still shows what was asked for (diff)
+        return {**result, **exc.to_dict(), "failed": True, "changed": False, "msg": str(exc)}
+    if check_mode:
+        result.update(mode=planned, reboot_required=reboot_required(planned, version), rebooted=planned == "reboot")
         return result
 
     # Talos 1.13 and older may reboot to apply: the watch opens before the apply so no part of it is missed
@@ -153,26 +172,94 @@ async def apply_to_node(params, client, node, config, *, check_mode, diff, mask)
         from ._wait import RebootWatch
         watch = await RebootWatch.start(client, node)
     try:
-        reply = await send_configuration(client, node, desired, mode, params)
-    except BaseException:
+        return await send_and_follow(params, client, node, desired, mode, version, watch, result, confirming)
+    except TalosError as exc:
+        if not may_have_landed(exc):
+            raise
+        # once the request may have reached the node, the task never says nothing changed
+        redact = _redactor(desired)
+        failure = {key: redact(value) if key == "detail" else value for key, value in exc.to_dict().items()}
+        return {**result, **failure, "failed": True, "changed": True,
+                "msg": f"The node may have applied the configuration; rerun to compare. {redact(exc.message)}"}
+    finally:
         if watch is not None:
             await watch.close()
-        raise
+
+
+async def send_and_follow(params, client, node, desired, mode, version, watch, result, confirming):
+    """Send the configuration and follow what the node does with it (a reboot, a try rollback deadline)."""
+    reply = await send_configuration(client, node, desired, mode, params)
     applied = MODE_NAMES.get(reply.mode, mode)
     redact = _redactor(desired)
     result.update(mode=applied, mode_details=redact(reply.mode_details), confirmed_try=confirming,
                   warnings=[redact(w) for w in reply.warnings])
     result["reboot_required"] = reboot_required(applied, version)
     result["rebooted"] = applied == "reboot"
-    if watch is not None and applied == "reboot":
-        waited = await watch.wait(timeout=params.get("wait_timeout", 600.0))
-        result.update(boot_id_before=waited["boot_id_before"], boot_id_after=waited["boot_id_after"])
-    elif watch is not None:
-        await watch.close()
     if applied == "try":
         deadline = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=params["try_timeout"])
         result["try_rollback_at"] = deadline.isoformat(timespec="seconds")
+    if watch is not None and applied == "reboot":
+        try:
+            waited = await watch.wait(timeout=params.get("wait_timeout", 600.0))
+        except TalosError as exc:
+            return {**result, **exc.to_dict(), "failed": True, "changed": True,
+                    "msg": f"The configuration was applied and node {node} rebooted to use it, but it did not come "
+                           f"back as expected: {redact(exc.message)}"}
+        result.update(boot_id_before=waited["boot_id_before"], boot_id_after=waited["boot_id_after"])
     return result
+
+
+def check_options(params) -> None:
+    """Refuse, before anything is sent, values of the task's own options that cannot be right."""
+    patches = params.get("patches")
+    if patches is not None and not isinstance(patches, (list, tuple)):
+        shown = "a string" if isinstance(patches, (str, bytes)) else f"a {type(patches).__name__}"
+        raise TalosError(f"patches must be a list of patches, not {shown}.", code="InvalidOption",
+                         hint="Give a list, one item per patch: patches: [\"{{ my_patch }}\"] or a YAML list "
+                              "under patches:.")
+    for option in ("try_timeout", "wait_timeout"):
+        value = params.get(option)
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise TalosError(f"{option} must be a number of seconds greater than 0, not {value!r}.",
+                             code="InvalidOption", hint=f"Set {option} to a positive number, or leave it out.")
+
+
+def planned_mode(mode, version, insecure, current, desired, node, redact):
+    """The mode the node will use for this change, or the TalosError it would refuse it with (talos-api.md §4.1).
+
+    Talos 1.13 and older check what can apply live (_config.live); 1.14 and newer apply everything live.
+    """
+    from . import _config
+
+    if insecure or current is None or _config.machine_type_of(current) != _config.machine_type_of(desired):
+        return mode  # a forced change of machine type: the node's validation refuses it first
+    if supports(version, "apply_auto_never_reboots"):
+        return "no_reboot" if mode == "auto" else mode
+    if mode not in ("auto", "no_reboot", "try"):
+        return mode
+    needing = _config.fields_needing_reboot(current, desired)
+    if not needing:
+        return "no_reboot" if mode == "auto" else mode
+    if mode == "auto":
+        return "reboot"
+    fields = redact(", ".join(needing))
+    raise TalosError(f"Node {node} cannot apply this configuration without a reboot (Talos {version} applies a "
+                     f"change of {fields} only at boot); nothing was sent.", code="InvalidArgument", node=node,
+                     rpc="MachineService/ApplyConfiguration",
+                     hint="Use mode auto (the node reboots) or staged (applied at the next reboot).")
+
+
+def may_have_landed(exc) -> bool:
+    """Whether an ApplyConfiguration that failed with ``exc`` may still have been applied by the node.
+
+    A refusal the node answered with proves nothing was applied; so does a call that never connected (the
+    client retries a changing call only when it cannot have been sent, and says so when all tries fail).
+    A lost connection, a deadline or an unknown error after sending may hide a configuration applied.
+    """
+    if exc.code in REFUSALS:
+        return False
+    return not (exc.code == "Unavailable" and ("cannot connect to endpoint" in exc.message
+                                               or " attempts over the endpoints " in exc.message))
 
 
 def check_mode_supported(mode, version, insecure, node):
@@ -234,8 +321,10 @@ async def send_configuration(client, node, documents, mode, params):
     except TalosError as exc:
         redact = _redactor(documents)
         if exc.code == "InvalidArgument" and NEEDS_REBOOT in (exc.detail or ""):
-            raise TalosError(f"Node {node} cannot apply this configuration without a reboot: {redact(exc.detail)}",
-                             code=exc.code, node=node, rpc=exc.rpc, detail=redact(exc.detail),
+            # only the node's first line: the diff after it holds configuration content, secrets included
+            said = redact((exc.detail or "").splitlines()[0])
+            raise TalosError(f"Node {node} cannot apply this configuration without a reboot: {said}",
+                             code=exc.code, node=node, rpc=exc.rpc, detail=said,
                              hint="Use mode auto (the node reboots) or staged (applied at the next reboot).") from None
         if exc.code == "InvalidArgument":
             raise TalosError(f"Node {node} rejected the configuration: {redact(exc.detail)}", code=exc.code,

@@ -15,7 +15,10 @@ description:
     node's current configuration, and applies the configuration only when the two differ after normalisation
     (comments, key order, document order and YAML style do not count). An equal configuration sends nothing.
   - Check mode decides and diffs locally and sends no mutating call, not even a dry-run apply (which would cancel
-    a pending C(try) rollback on the node).
+    a pending C(try) rollback on the node). It predicts the real run from the node's own rule. On Talos 1.13 and
+    older a change that cannot apply live (C(machine.env), C(machine.files), ... outside the fields Talos applies
+    live) fails in check mode as it would for real with O(mode=no_reboot) or O(mode=try), and is reported as a
+    reboot (RV(mode=reboot), RV(rebooted)) with O(mode=auto). The real run refuses such a change before sending.
   - Diff mode shows the configuration before and after with every secret replaced (private keys, tokens,
     encryption secrets; certificates as fingerprints). The same redaction applies to every returned field
     and warning, and the configuration's secrets are masked in all output.
@@ -32,13 +35,17 @@ options:
   patches:
     description:
       - Patches applied in order on top of O(config) (or the node's configuration).
+      - A list, one item per patch. A string is refused, as Ansible would split it at commas; give a list, even of
+        one patch.
       - A strategic-merge patch is a YAML string or a dictionary (or a list of document dictionaries); it
         follows Talos's rules (documents matched by kind and name, maps merged, lists appended except those
         Talos replaces or merges by key; C($patch) set to C(delete) removes).
+      - Without O(config) (patching the node's configuration) a list item the patch appends and the list already
+        holds, equal in every field, is present and not appended again, so the task converges. With O(config)
+        the patches append as Talos does.
       - A JSON Patch (RFC 6902) is a list of operations (C(op), C(path), C(value)); as in Talos, it applies
-        only to a configuration that is a single v1alpha1 document.
-    type: list
-    elements: raw
+        only to a configuration that is a single v1alpha1 document. Its operations apply as written.
+    type: raw
     default: []
   mode:
     description:
@@ -55,7 +62,7 @@ options:
     type: str
     choices: [auto, no_reboot, reboot, staged, try]
   try_timeout:
-    description: Seconds after which a configuration applied with O(mode=try) rolls back.
+    description: Seconds after which a configuration applied with O(mode=try) rolls back; greater than 0.
     type: float
     default: 60
   confirm_try:
@@ -80,11 +87,17 @@ options:
     type: bool
     default: true
   wait_timeout:
-    description: Seconds to wait for a rebooting node (see O(wait)); the task fails naming the node's last stage.
+    description:
+      - Seconds to wait for a rebooting node (see O(wait)), greater than 0; the task fails naming the node's last
+        stage, with C(changed=true) since the configuration was applied.
     type: float
     default: 600
 notes:
   - Needs the C(os:admin) role (reading the configuration is admin-only).
+  - Once the configuration may have reached the node, the task never reports C(changed=false). An apply whose
+    answer is lost (the connection cut in flight, a deadline) fails with C(changed=true) and the message "the
+    node may have applied the configuration; rerun to compare" (a rerun compares and sends only what is
+    missing). A node that rebooted to apply and did not come back within O(wait_timeout) fails the same way.
   - With O(insecure) the node is expected in maintenance mode (no configuration yet). A node that asks for a
     client certificate is configured already, and if the talosconfig (or O(ca), O(crt), O(key)) is available
     it is compared and updated like any other node, so the task stays idempotent.
@@ -160,7 +173,9 @@ changed:
   returned: always
   type: bool
 mode:
-  description: The mode the node actually used (C(auto) resolves to C(no_reboot) or C(reboot)).
+  description:
+    - The mode the node actually used (C(auto) resolves to C(no_reboot) or C(reboot)); in check mode, the mode
+      it would use.
   returned: when the task targets one node
   type: str
   sample: no_reboot
@@ -175,8 +190,10 @@ reboot_required:
   returned: when the task targets one node
   type: bool
 rebooted:
-  description: Whether the node rebooted to apply the change (C(auto) or C(reboot) on Talos 1.13 and older).
-  returned: when a configuration was sent
+  description:
+    - Whether the node rebooted to apply the change (C(auto) or C(reboot) on Talos 1.13 and older); in check
+      mode, whether it would.
+  returned: when a configuration was sent, or would be in check mode
   type: bool
 boot_id_before:
   description: The node's boot ID before the reboot (O(wait) and the node rebooted).
@@ -219,7 +236,9 @@ nodes:
   returned: when the task targets several nodes
   type: dict
 failed_nodes:
-  description: The nodes where applying failed, with C(msg) and C(code).
+  description:
+    - The nodes where applying failed, with C(msg) and C(code); C(changed) is true for a node that may have
+      applied the configuration before the failure.
   returned: when the task targets several nodes
   type: dict
 nodes_from_context:

@@ -345,8 +345,30 @@ def test_guide_snippets_run(tmp_path, emulated_cluster, guide):
             assert run.rc == 0, f"{snippet} failed:\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
             if (snippet.guide, snippet.play_name) in AFTER:
                 AFTER[snippet.guide, snippet.play_name](cluster, run, tmp_path)
+            if CONFIG_MODULE in snippet.text:
+                unchanged_on_its_second_run(cluster, snippet, path, workdir, env)
         else:
             assert snippet.data is not None or snippet.lang != "yaml", f"{snippet}: empty"
+
+
+CONFIG_MODULE = "talos.linux.talos_config"
+APPLY = "/machine.MachineService/ApplyConfiguration"
+
+
+def applies(cluster):
+    return sum(count for (_address, rpc), count in cluster.calls.items() if rpc == APPLY)
+
+
+def unchanged_on_its_second_run(cluster, snippet, path, workdir, env):
+    """A configuration example run again reports changed=false for every talos_config task and applies nothing."""
+    sent = applies(cluster)
+    again = run_playbook(workdir, path, workdir / "cluster.talos.yml", env=env, timeout=600)
+    assert again.rc == 0, f"{snippet} failed on its second run:\n{again.stdout[-6000:]}"
+    configs = [r for r in again.results if r["action"] == CONFIG_MODULE]
+    assert configs, f"{snippet}: no talos_config task ran on the second run"
+    changed = [(r["host"], r["task"]) for r in configs if r["result"].get("changed")]
+    assert not changed, f"{snippet}: changed again on its second run: {changed}"
+    assert applies(cluster) == sent, f"{snippet}: ApplyConfiguration sent on its second run"
 
 
 def run_inventory(workdir, source, env):

@@ -152,6 +152,10 @@ class Dispatcher:
         response = await implementation(call, request)
         if call.node.generation != call.generation:
             raise GRPCError(Status.UNAVAILABLE, BACKEND_GONE)
+        # an interrupt rule on a unary call: the node did the work, its answer is lost on the way back
+        interrupt = self.cluster.faults.take_stream_interrupt(call.node.address, call.method.path)
+        if interrupt is not None:
+            raise StreamInterrupted(interrupt)
         return response
 
     async def stream_responses(self, call, request):

@@ -27,6 +27,8 @@ class LatencyRule:
 
 @dataclasses.dataclass
 class StreamInterruptRule:
+    """A stream cut after ``after_messages`` answers; on a unary call the call runs and its answer is lost."""
+
     path: str
     after_messages: int
     remaining: int

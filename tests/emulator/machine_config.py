@@ -17,14 +17,16 @@ from . import pki
 KUBERNETES_VERSION = "1.35.0"
 MACHINE_TYPES = ("controlplane", "worker", "init")
 
-# Parts of `machine` that apply live; a change anywhere else in `machine` (disks, udev, env,
-# systemDiskEncryption, files, ...) or in a top-level key other than these needs a reboot (≤ v1.13).
+# What ≤ v1.13 CanApplyImmediate lets change live (v1alpha1_runtime.go): debug, cluster, these parts of
+# `machine` and these `machine.features`; any other change of the v1alpha1 document needs a reboot (env, files,
+# udev, type, token, ...). Other documents always apply live.
 LIVE_MACHINE_KEYS = frozenset({
-    "type", "token", "ca", "acceptedCAs", "certSANs", "controlPlane", "kubelet", "network", "install", "time",
-    "registries", "pods", "sysctls", "sysfs", "kernel", "logging", "nodeLabels", "nodeAnnotations", "nodeTaints",
-    "seccompProfiles", "features", "baremetal",
+    "ca", "acceptedCAs", "time", "certSANs", "install", "network", "sysfs", "sysctls", "logging", "controlPlane",
+    "kubelet", "kernel", "registries", "pods", "seccompProfiles", "nodeAnnotations", "nodeLabels", "nodeTaints",
 })
-LIVE_TOP_LEVEL_KEYS = frozenset({"version", "debug", "cluster", "machine"})
+LIVE_FEATURE_KEYS = frozenset({"kubernetesTalosAPIAccess", "kubePrism", "hostDNS", "imageCache",
+                               "nodeAddressSortAlgorithm"})
+LIVE_TOP_LEVEL_KEYS = frozenset({"debug", "cluster"})
 
 
 class ConfigError(ValueError):
@@ -216,22 +218,33 @@ def config_diff(old, new):
     return "".join(lines)
 
 
-def fields_needing_reboot(old, new):
-    """Dotted paths whose change can't be applied live (≤ v1.13 CanApplyImmediate)."""
+def immediate_mode_refusal(old, new):
+    """Why ≤ v1.13 can't apply ``new`` live (CanApplyImmediate's error text), or None when it can."""
     if not old:
-        return []
-    old_doc = v1alpha1_document(parse_config(old)) or {}
-    new_doc = v1alpha1_document(parse_config(new)) or {}
-    changed = []
-    for key in sorted(set(old_doc) | set(new_doc)):
-        if key == "machine":
-            old_machine, new_machine = old_doc.get(key) or {}, new_doc.get(key) or {}
-            for sub in sorted(set(old_machine) | set(new_machine)):
-                if sub not in LIVE_MACHINE_KEYS and old_machine.get(sub) != new_machine.get(sub):
-                    changed.append(f"machine.{sub}")
-        elif key not in LIVE_TOP_LEVEL_KEYS and old_doc.get(key) != new_doc.get(key):
-            changed.append(key)
-    return changed
+        return None
+    old_doc = v1alpha1_document(parse_config(old))
+    new_doc = v1alpha1_document(parse_config(new))
+    if old_doc is None:
+        return "current config is not v1alpha1"
+    if new_doc is None:
+        return "new config is not v1alpha1"
+    # the new config with every live field taken from the current one: what is left differs only by reboot
+    kept = {key: value for key, value in new_doc.items() if key not in LIVE_TOP_LEVEL_KEYS}
+    kept.update({key: old_doc[key] for key in LIVE_TOP_LEVEL_KEYS if key in old_doc})
+    old_machine, new_machine = old_doc.get("machine"), new_doc.get("machine")
+    if isinstance(old_machine, dict) and isinstance(new_machine, dict):
+        machine = {key: value for key, value in new_machine.items() if key not in LIVE_MACHINE_KEYS}
+        machine.update({key: old_machine[key] for key in LIVE_MACHINE_KEYS if key in old_machine})
+        old_features, new_features = old_machine.get("features"), new_machine.get("features")
+        if isinstance(old_features, dict) and isinstance(new_features, dict):
+            features = {key: value for key, value in new_features.items() if key not in LIVE_FEATURE_KEYS}
+            features.update({key: old_features[key] for key in LIVE_FEATURE_KEYS if key in old_features})
+            machine["features"] = features
+        kept["machine"] = machine
+    if kept == old_doc:
+        return None
+    diff = config_diff(_dump(old_doc).encode(), _dump(kept).encode())
+    return f"this config change can't be applied in immediate mode\ndiff:\n{diff}"
 
 
 def install_image(data):

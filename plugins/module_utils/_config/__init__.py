@@ -14,6 +14,7 @@ from __future__ import annotations
 from .documents import dump_documents, machine_type_of, parse_documents
 from .errors import ConfigError
 from .json6902 import apply_json6902
+from .live import fields_needing_reboot
 from .merge import strategic_merge
 from .normalise import config_sha256, normalise_config
 from .redact import redact_secrets, secret_values
@@ -24,6 +25,7 @@ __all__ = [
     "apply_json6902",
     "config_sha256",
     "dump_documents",
+    "fields_needing_reboot",
     "machine_type_of",
     "normalise_config",
     "parse_documents",

@@ -10,6 +10,9 @@
   values); ``false`` does replace;
 - lists are appended to, except the fields Talos tags ``merge:"replace"`` (replaced whole) and the lists Talos
   merges item by item on a key (``REPLACED`` and ``KEYED`` below);
+- one rule of our own, for patches on the configuration the node runs (``keep_present``): an appended list item
+  equal to an item the list already holds is present, not added again, so the same patch converges instead of
+  growing the list on every run (Talos itself appends it again);
 - a mapping cannot merge into a scalar or a list, nor the other way round.
 
 Talos knows these rules from its Go types; without the types they are written down here as paths.
@@ -59,8 +62,10 @@ KEYED = {
 }
 
 
-def strategic_merge(documents, patch_documents, patch_number):
+def strategic_merge(documents, patch_documents, patch_number, keep_present=False):
     """Merge the patch documents into ``documents`` (a list changed in place, and returned).
+
+    ``keep_present``: an appended list item equal to one already in the list is not appended again.
 
     The patch documents are consumed: their subtrees move into the result. They are merged one after the
     other, as Talos does, so one patch may name the same document twice (the second merges into the result of
@@ -80,7 +85,7 @@ def strategic_merge(documents, patch_documents, patch_number):
             continue
         replaced = REPLACED.get(doc_id[1], ())
         keyed = KEYED.get(doc_id[1], {})
-        _merge_mapping(target, remainder, (), (replaced, keyed), (patch_number, doc_id))
+        _merge_mapping(target, remainder, (), (replaced, keyed, keep_present), (patch_number, doc_id))
     return documents
 
 
@@ -95,7 +100,7 @@ def _merge_mapping(left, right, path, rules, where):
 
 
 def _merge_value(left, right, path, rules, where):
-    replaced, keyed = rules
+    replaced, keyed, keep_present = rules
     if right is None:
         return left
     if path in replaced:
@@ -111,6 +116,8 @@ def _merge_value(left, right, path, rules, where):
         fields = keyed.get(path)
         if fields:
             _merge_keyed(left, right, path, fields, rules, where)
+        elif keep_present:
+            left.extend(_absent_items(left, right))
         else:
             left.extend(right)
         return left
@@ -119,6 +126,15 @@ def _merge_value(left, right, path, rules, where):
     if right == "" or (type(right) in (int, float) and right == 0):
         return left
     return right
+
+
+def _absent_items(existing, items):
+    """The items not equal to one of ``existing`` nor to an earlier one of ``items``, in order."""
+    present = list(existing)
+    for item in items:
+        if item not in present:
+            present.append(item)
+            yield item
 
 
 def _merge_keyed(left, right, path, fields, rules, where):

@@ -18,7 +18,7 @@ def render_config(config=None, patches=(), current=None):
 
     A patch is a strategic merge patch (YAML text of one or more documents, a mapping, or a list of mappings)
     or a JSON6902 patch (a list of ``{op, path, value, from}`` operations, or YAML/JSON text of one). Inputs are
-    never changed.
+    never changed. Patches on ``current`` (no ``config``) do not append a list item the list already holds.
     """
     if config is not None:
         documents = parse_documents(config, "config")
@@ -28,6 +28,8 @@ def render_config(config=None, patches=(), current=None):
         raise ConfigError("there is no config to start from: give config, or the node's current config to patch")
     # Talos refuses a config with two documents of the same kind and name; so does every step below.
     canonical_order(documents, "config" if config is not None else "current config")
+    # as Talos holds them, so that an item a patch appends again compares equal to the one the node has
+    documents = as_talos_loads(documents)
     if isinstance(patches, (str, bytes, dict)):
         patches = [patches]
     for number, patch in enumerate(patches or (), 1):
@@ -35,7 +37,8 @@ def render_config(config=None, patches=(), current=None):
         if kind == "json6902":
             documents = apply_json6902(documents, content, number)
         else:
-            documents = strategic_merge(documents, content, number)
+            # on the node's own configuration a patch must converge: an item it appends again is present
+            documents = strategic_merge(documents, as_talos_loads(content), number, keep_present=config is None)
     canonical_order(documents, "the patched config")
     return as_talos_loads(documents)
 

@@ -51,12 +51,11 @@ def _resolve_mode(node, request, data):
             fail(Status.UNIMPLEMENTED, "the REBOOT mode is not supported anymore, use AUTO, NO_REBOOT, STAGED "
                                        "or TRY modes and reboot the node explicitly if needed")
         return Mode.NO_REBOOT if mode == Mode.AUTO else mode
-    needs_reboot = machine_config.fields_needing_reboot(node.config, data)
+    refusal = machine_config.immediate_mode_refusal(node.config, data)
     if mode == Mode.AUTO:
-        return Mode.REBOOT if needs_reboot else Mode.NO_REBOOT
-    if mode in (Mode.NO_REBOOT, Mode.TRY) and needs_reboot:
-        fail(Status.INVALID_ARGUMENT, "configuration can't be applied without a reboot: the following fields "
-                                      f"require a reboot: {', '.join(needs_reboot)}")
+        return Mode.REBOOT if refusal else Mode.NO_REBOOT
+    if mode in (Mode.NO_REBOOT, Mode.TRY) and refusal:
+        fail(Status.INVALID_ARGUMENT, refusal)
     return mode
 
 

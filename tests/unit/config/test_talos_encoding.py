@@ -103,3 +103,10 @@ def test_a_patch_may_delete_a_document_then_give_it_anew():
              "apiVersion: v1alpha1\nkind: HostnameConfig\nhostname: new\n")
     documents = render_config(base, [patch])
     assert documents[1] == {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": "new"}
+
+
+def test_a_manifest_appended_again_with_a_leading_newline_is_present_on_the_node_config():
+    current = manifests(MANIFEST)
+    [document] = render_config(None, [{"cluster": {"inlineManifests": [{"name": "ns", "contents": "\n" + MANIFEST}]}}],
+                               current=current)
+    assert document["cluster"]["inlineManifests"] == [{"name": "ns", "contents": MANIFEST}]
