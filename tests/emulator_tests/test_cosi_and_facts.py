@@ -123,6 +123,6 @@ def test_resource_definitions_resolve_aliases(cluster, admin):
 
 
 def test_fan_out_storage_disks(cluster, admin):
-    reply = admin("StorageService/Disks", metadata=[("nodes", ",".join(cluster.workers))])
+    reply = admin("StorageService/Disks", metadata=[("nodes", worker) for worker in cluster.workers])
     assert [m.metadata.hostname for m in reply.messages] == cluster.workers
     assert isinstance(reply, storage_pb2.DisksResponse)
