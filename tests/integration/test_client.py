@@ -419,3 +419,24 @@ def test_refused_client_certificate_under_tls_1_3(cluster, emulated_cluster, tmp
     error = _refusal(path, ssl.TLSVersion.TLSv1_3)
     assert GENERIC in str(error)
     assert error.detail == "the connection was closed after the tls handshake, before the node answered"
+
+
+def test_the_events_hello_is_not_taken_for_an_event(cluster):
+    """Talos opens Events with an event that has an id and an empty payload; it is in no buffer, so a reopened
+    stream must not wait to replay up to it."""
+    from ansible_collections.talos.linux.plugins.module_utils._wait import RebootWatch
+
+    node = cluster.workers[0]
+
+    async def first_message(client):
+        stream = client.stream("Events", {"tail_events": 0}, node=node, timeout=5)
+        try:
+            return await stream.__anext__()
+        finally:
+            await stream.aclose()
+    client = client_for(cluster)
+    hello = run(client, first_message)
+    assert hello.id and hello.HasField("data")          # as upstream sends it
+    watch = RebootWatch(client, node)
+    assert watch._absorb(hello) is False
+    assert (watch.events_seen, watch._last_event_id) == (0, "")
