@@ -28,9 +28,10 @@ _LINK_FLAGS = {"UP": 0x1, "BROADCAST": 0x2, "DEBUG": 0x4, "LOOPBACK": 0x8, "POIN
                "MASTER": 0x400, "SLAVE": 0x800, "MULTICAST": 0x1000, "PORTSEL": 0x2000, "AUTOMEDIA": 0x4000,
                "DYNAMIC": 0x8000, "LOWER_UP": 0x10000, "DORMANT": 0x20000, "ECHO": 0x40000}
 # uint32 bit masks printed as comma-joined flag names: (message, field) -> enum of the flag names
+_NET, _ENUMS = "talos.resource.definitions.network.", "talos.resource.definitions.enums."
 _FLAG_ENUMS = {
-    ("talos.resource.definitions.network.AddressStatusSpec", "flags"): "talos.resource.definitions.enums.NethelpersAddressFlag",
-    ("talos.resource.definitions.network.RouteStatusSpec", "flags"): "talos.resource.definitions.enums.NethelpersRouteFlag",
+    (_NET + "AddressStatusSpec", "flags"): _ENUMS + "NethelpersAddressFlag",
+    (_NET + "RouteStatusSpec", "flags"): _ENUMS + "NethelpersRouteFlag",
 }
 _FD = descriptor.FieldDescriptor
 # YAML keys that are not their field's name (the spec structs' yaml tags): (message, key) -> field

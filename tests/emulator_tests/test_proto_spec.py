@@ -67,7 +67,8 @@ def test_every_served_resource_has_a_typed_proto_spec(cluster, admin):
                     if field.type == field.TYPE_BYTES:   # MAC addresses print as aa:bb:...
                         assert getattr(decoded, field.name).hex(":") == value.lower(), (definition.type, key)
                         continue
-                    assert _agrees(value, as_dict[field.json_name]), (definition.type, key, value, as_dict[field.json_name])
+                    shown = as_dict[field.json_name]
+                    assert _agrees(value, shown), (definition.type, key, value, shown)
     served = {t for t, d in RESOURCE_TYPES.items() if t != "ExtensionStatuses.runtime.talos.dev"}
     assert seen == served
 
