@@ -166,3 +166,14 @@ def test_messages_over_32_mib_are_refused(cluster, admin):
     assert (error.status, error.message) == (Status.RESOURCE_EXHAUSTED,
                                              f"grpc: received message larger than max ({size} vs. {limit})")
     assert cluster.calls[(cluster.control_planes[0], "/machine.MachineService/ApplyConfiguration")] == 0
+
+
+def test_upgrade_and_rollback_refusal_texts_are_upstreams(emulated_cluster, caller):
+    cluster = emulated_cluster(control_planes=2, workers=1)
+    admin = caller(cluster)
+    upgrade = machine_pb2.UpgradeRequest(image="ghcr.io/siderolabs/installer:v1.13.6")
+    error = admin.error("Upgrade", upgrade)
+    assert (error.status, error.message) == (Status.UNKNOWN, "error validating etcd for upgrade: etcd member "
+                                             "count(2) is insufficient to maintain quorum if upgrade commences")
+    error = admin.error("Rollback", machine_pb2.RollbackRequest(), node=cluster.workers[0])
+    assert (error.status, error.message) == (Status.UNKNOWN, 'cannot rollback to "", label does not exist')

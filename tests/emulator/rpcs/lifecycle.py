@@ -37,14 +37,14 @@ def validate_etcd_for_upgrade(cluster, node):
     etcd = cluster.etcd
     prefix = "error validating etcd for upgrade: "
     if len(etcd.members) == 2:
-        fail(Status.UNKNOWN, prefix + "etcd member count is 2, upgrading a member would lose quorum")
+        fail(Status.UNKNOWN, prefix + "etcd member count(2) is insufficient to maintain quorum if upgrade commences")
     for member in sorted(etcd.members.values(), key=lambda m: m.hostname):
         member_id = format_member_id(member.id)
         if not etcd.is_member_running(member) or member.is_learner:
-            fail(Status.UNKNOWN, prefix + f"etcd member {member_id} ({member.hostname}) is not started, "
+            fail(Status.UNKNOWN, prefix + f"etcd member {member_id} is not started, "
                                           "all members must be running to perform an upgrade")
         if member.errors:
-            fail(Status.UNKNOWN, prefix + f"etcd member {member_id} ({member.hostname}) is not healthy; all members "
+            fail(Status.UNKNOWN, prefix + f"etcd member {member_id} is not healthy; all members "
                                           f"must be healthy to perform an upgrade: {'; '.join(member.errors)}")
 
 
@@ -71,7 +71,8 @@ async def reset(call, request):
 async def rollback(call, request):
     node = call.node
     if node.previous_version is None:
-        fail(Status.FAILED_PRECONDITION, "cannot rollback to the previous version: no previous boot entry")
+        # GRUB's Revert with no previous entry (a plain error, so Unknown)
+        fail(Status.UNKNOWN, 'cannot rollback to "", label does not exist')
     node.pending_version = node.previous_version
     sequences.run_in_background(node, sequences.reboot(node, sequences.new_actor_id()))
     return machine_pb2.RollbackResponse(messages=[machine_pb2.Rollback()])
