@@ -55,8 +55,9 @@ def _resolve_mode(node, request, data):
     if mode == Mode.AUTO:
         return Mode.REBOOT if needs_reboot else Mode.NO_REBOOT
     if mode in (Mode.NO_REBOOT, Mode.TRY) and needs_reboot:
-        fail(Status.INVALID_ARGUMENT, "configuration can't be applied without a reboot: the following fields "
-                                      f"require a reboot: {', '.join(needs_reboot)}")
+        # CanApplyImmediate's refusal, with the diff of what cannot apply live
+        fail(Status.INVALID_ARGUMENT, "this config change can't be applied in immediate mode\ndiff:\n"
+                                      + machine_config.config_diff(node.config, data))
     return mode
 
 
