@@ -35,7 +35,7 @@ MACHINE_CONFIG = ("config", "MachineConfigs.config.talos.dev")
 ACTIVE, PERSISTENT = "v1alpha1", "persistent"
 MODES = {"reboot": 0, "auto": 1, "no_reboot": 2, "staged": 3, "try": 4}  # ApplyConfigurationRequest.Mode
 MODE_NAMES = {number: name for name, number in MODES.items()}
-NEEDS_REBOOT = "can't be applied without a reboot"
+NEEDS_REBOOT = "can't be applied in immediate mode"  # CanApplyImmediate (Talos <= 1.13), then the diff
 
 
 async def talos_config(params, client, *, check_mode, diff, mask):
