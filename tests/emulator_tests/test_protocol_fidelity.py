@@ -177,3 +177,15 @@ def test_upgrade_and_rollback_refusal_texts_are_upstreams(emulated_cluster, call
                                              "count(2) is insufficient to maintain quorum if upgrade commences")
     error = admin.error("Rollback", machine_pb2.RollbackRequest(), node=cluster.workers[0])
     assert (error.status, error.message) == (Status.UNKNOWN, 'cannot rollback to "", label does not exist')
+
+
+def test_lifecycle_refusal_texts_are_upstreams(cluster, admin):
+    from tests.emulator.api import lifecycle_pb2
+
+    def install(image=""):
+        return lifecycle_pb2.LifecycleServiceInstallRequest(source=machine_pb2.InstallArtifactsSource(image_name=image))
+
+    error = admin.error("LifecycleService/Install", install("ghcr.io/siderolabs/installer:v1.13.5"))
+    assert (error.status, error.message) == (Status.ALREADY_EXISTS, "machine is already installed")
+    error = admin.error("LifecycleService/Upgrade", lifecycle_pb2.LifecycleServiceUpgradeRequest())
+    assert (error.status, error.message) == (Status.INVALID_ARGUMENT, "installer image name is required")

@@ -137,12 +137,17 @@ async def _run_installer(call, image, verb):
 
 
 def _lifecycle_preconditions(call, request, verb):
+    """internal/app/lifecycle, in its order: busy, installed or not, then the image."""
     node = call.node
     image = request.source.image_name
+    if node.lifecycle_busy:
+        fail(Status.FAILED_PRECONDITION, "another installation/upgrade is already in progress")
+    if verb == "upgrade" and not node.installed:
+        fail(Status.FAILED_PRECONDITION, "machine is not installed")
+    if verb == "install" and node.installed:
+        fail(Status.ALREADY_EXISTS, "machine is already installed")
     if not image:
         fail(Status.INVALID_ARGUMENT, "installer image name is required")
-    if node.lifecycle_busy:
-        fail(Status.FAILED_PRECONDITION, "another install/upgrade operation is already in progress")
     if image not in node.images[containerd_namespace(request.containerd)]:
         fail(Status.INTERNAL, f"installer image {image!r} not found in containerd store")
     return image
@@ -150,8 +155,6 @@ def _lifecycle_preconditions(call, request, verb):
 
 @rpc("machine.LifecycleService", "Upgrade", since_minor=13)
 async def lifecycle_upgrade(call, request):
-    if not call.node.installed:
-        fail(Status.FAILED_PRECONDITION, "Talos is not installed")
     image = _lifecycle_preconditions(call, request, "upgrade")
     async for message in _run_installer(call, image, "upgrade"):
         yield message
@@ -159,8 +162,6 @@ async def lifecycle_upgrade(call, request):
 
 @rpc("machine.LifecycleService", "Install", since_minor=13)
 async def lifecycle_install(call, request):
-    if call.node.installed:
-        fail(Status.ALREADY_EXISTS, "Talos is already installed")
     image = _lifecycle_preconditions(call, request, "install")
     async for message in _run_installer(call, image, "install"):
         yield message
