@@ -67,20 +67,20 @@ class _CheckedH2Protocol(H2Protocol):
             # grpc-go: "credentials: cannot check peer: missing selected ALPN property", then tls.Conn.Close
             # (a close_notify). A client offering only http/1.1 gets here too: Go's crypto/tls lets it
             # through as if it offered nothing.
-            self._reject(transport, transport.close)
+            self._reject(transport.close)
             return
         if self._listener.require_client_certificate and ssl_object is not None:
             der = ssl_object.getpeercert(binary_form=True)
             if der is None or not client_certificate_usage_ok(der):
                 # Go refuses these in the handshake with "bad certificate"; Python's ssl has no verify
                 # callback, so the EKU rule's remainder can only drop the connection once it is up.
-                self._reject(transport, transport.abort)
+                self._reject(transport.abort)
                 return
         self._transport = transport
         self._listener.transports.add(transport)
         super().connection_made(transport)
 
-    def _reject(self, transport, close):
+    def _reject(self, close):
         self._rejected = True
         self._listener.rejected_handshakes += 1
         close()
