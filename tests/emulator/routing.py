@@ -1,11 +1,12 @@
 """apid's director: where a call goes, decided from its metadata (talos-api.md §3).
 
 In upstream's order (`internal/app/apid/pkg/director/director.go`): `proxyfrom` means already forwarded
-(local); `node` must be single-valued; `nodes` wins over `node`. Each `nodes` value is one target, as
-grpc-go delivers it (a comma-joined "a,b" is not split). A node that cannot forward (a worker) serves
-`node=<itself>` and `nodes=[<itself>]` locally and unwrapped; anything else it refuses with
-PermissionDenied "no request forwarding", after the one-to-many method check. Target validation
-(`invalid target "<target>"`) belongs to the remote backend, so it only runs on a node that forwards.
+(local), and a node in maintenance mode serves every call itself; `node` must be single-valued; `nodes`
+wins over `node`. Each `nodes` value is one target, as grpc-go delivers it (a comma-joined "a,b" is not
+split). A node that cannot forward (a worker) serves `node=<itself>` and `nodes=[<itself>]` locally and
+unwrapped; anything else it refuses with PermissionDenied "no request forwarding", after the one-to-many
+method check. Target validation (`invalid target "<target>"`) belongs to the remote backend, so it only
+runs on a node that forwards.
 """
 import dataclasses
 
@@ -55,7 +56,9 @@ def _check_fan_out_method(path, version):
 
 
 def route(metadata, entry, path):
-    if "proxyfrom" in metadata:
+    if "proxyfrom" in metadata or entry.maintenance:
+        # maintenance: v1.13+ apid runs with NodeRoutingDisabled (the director's skipRouting serves every call
+        # locally, whatever node/nodes say); the <= v1.12 maintenance server had no director at all
         return Route(LOCAL)
     node_values = metadata.getall("node", [])
     nodes_values = metadata.getall("nodes", [])

@@ -189,3 +189,21 @@ def test_lifecycle_refusal_texts_are_upstreams(cluster, admin):
     assert (error.status, error.message) == (Status.ALREADY_EXISTS, "machine is already installed")
     error = admin.error("LifecycleService/Upgrade", lifecycle_pb2.LifecycleServiceUpgradeRequest())
     assert (error.status, error.message) == (Status.INVALID_ARGUMENT, "installer image name is required")
+
+
+@pytest.mark.parametrize("version", ["1.12.4", "1.13.5"])
+def test_a_maintenance_node_serves_every_call_itself(emulated_cluster, version):
+    cluster = emulated_cluster(control_planes=1, workers=1, talos_version=version, maintenance_nodes=[1])
+    address, other = cluster.workers[0], cluster.control_planes[0]
+
+    async def version(metadata):
+        client = TalosTestClient(address, client_ssl_context(maintenance=True))
+        try:
+            return await client.call("Version", metadata=metadata)
+        finally:
+            client.close()
+    for metadata in ([("node", other)], [("nodes", other)], [("nodes", other), ("nodes", address)]):
+        reply = asyncio.run(version(metadata))
+        assert len(reply.messages) == 1 and not reply.messages[0].HasField("metadata")
+    assert cluster.calls[(address, "/machine.MachineService/Version")] == 3
+    assert cluster.calls[(other, "/machine.MachineService/Version")] == 0
