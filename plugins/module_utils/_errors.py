@@ -89,8 +89,8 @@ def explain_status(code, detail, *, rpc, node, endpoint, roles=None, version=Non
         hint = (f"{short_rpc(rpc)} needs one of the roles {', '.join(need)}; the client certificate has {have}. "
                 "Use a talosconfig whose certificate carries one of them.")
     elif code == "PermissionDenied" and "no request forwarding" in detail:
-        hint = (f"The endpoint {endpoint} cannot forward calls to other nodes (a worker, or a node in maintenance "
-                "mode): list control-plane nodes as endpoints, or target this node directly.")
+        hint = (f"The endpoint {endpoint} cannot forward calls to other nodes (it is a worker): list "
+                "control-plane nodes as endpoints, or target this node directly.")
     elif code == "Unimplemented":
         running = f"Talos {version}" if version else "the Talos version"
         hint = f"{running} on node {node or endpoint} does not support {short_rpc(rpc)}."
