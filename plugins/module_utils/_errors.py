@@ -114,7 +114,8 @@ _CERTIFICATE_ALERT_HINTS = (
     ("HANDSHAKE_FAILURE", "No client certificate was offered, or none the node accepts: check crt and key in the "
                           "talosconfig."),
     ("BAD_CERTIFICATE", "The node refused the certificate itself: Talos requires its extended key usage to be "
-                        "exactly clientAuth. Generate the talosconfig with talosctl or from the cluster secrets."),
+                        "exactly clientAuth, and it must be valid at the node's time (check the clocks). Generate "
+                        "the talosconfig with talosctl or from the cluster secrets."),
     ("UNSUPPORTED_CERTIFICATE", "The certificate's extended key usage does not allow client authentication: "
                                 "Talos requires exactly clientAuth."),
 )

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import datetime
 import re
 import ssl
 import time
@@ -402,6 +403,13 @@ def test_refused_client_certificate_names_the_cause_from_the_alert(cluster, emul
                                      extended_key_usage=[ExtendedKeyUsageOID.SERVER_AUTH])
     error = _refusal(path, ssl.TLSVersion.TLSv1_2)
     assert error.detail == "sslv3 alert unsupported certificate" and "Talos requires exactly clientAuth" in str(error)
+    # not valid yet by the node's clock (the client itself only refuses an expired one): OpenSSL says "bad
+    # certificate" (Go: "certificate expired"); either way the hint points at the clocks
+    now = datetime.datetime.now(datetime.timezone.utc)
+    path = cluster.write_talosconfig("talosconfig-future", ["os:admin"], not_before=now + datetime.timedelta(days=1),
+                                     not_after=now + datetime.timedelta(days=2))
+    error = _refusal(path, ssl.TLSVersion.TLSv1_2)
+    assert error.detail == "sslv3 alert bad certificate" and "check the clocks" in str(error)
 
 
 GENERIC = "not issued by this cluster's CA, has expired, or its extended key usage is not exactly clientAuth"
