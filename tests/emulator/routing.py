@@ -85,4 +85,3 @@ def route(metadata, entry, path):
         # apid dials itself for its own address; the answer is the same as serving it here
         return Route(LOCAL) if entry.owns_target(target) else Route(FORWARD, (target,))
     return Route(LOCAL)
-

@@ -372,7 +372,6 @@ def test_a_read_stream_broken_before_its_first_message_is_retried(emulated_clust
     assert cluster.calls[(node, "/machine.MachineService/EtcdSnapshot")] == 2
 
 
-
 def _refusal(path, tls_version):
     client = TalosClient(load_settings(talosconfig=str(path)), retry=FAST_RETRY, timeout=5)
     client._ssl.maximum_version = tls_version  # the same client, capped to one TLS version
