@@ -34,6 +34,17 @@ EXTRA = [
     "machine.ServiceStateEvent", "machine.ConfigLoadErrorEvent", "machine.ConfigValidationErrorEvent",
     "machine.AddressEvent", "machine.RestartEvent", "resource.config.MachineConfigSpec",
     "resource.config.MachineTypeSpec",
+    # COSI specs of the resource types the emulator serves (proto_spec), as upstream's resource definitions
+    *(f"talos.resource.definitions.{name}" for name in (
+        "network.AddressStatusSpec", "network.LinkStatusSpec", "network.RouteStatusSpec",
+        "network.HostnameStatusSpec", "network.ResolverStatusSpec", "network.NodeAddressSpec",
+        "runtime.MachineStatusSpec", "runtime.VersionSpec", "runtime.PlatformMetadataSpec", "block.DiskSpec",
+        "block.SystemDiskSpec", "hardware.SystemInformationSpec", "hardware.ProcessorSpec",
+        "hardware.MemoryModuleSpec", "cluster.MemberSpec", "cluster.IdentitySpec", "etcd.MemberSpec",
+        "secrets.OSRootSpec")),
+    "cosi.resource.meta.ResourceDefinitionSpec", "cosi.resource.meta.NamespaceSpec",
+    # bit masks a spec holds as uint32 and prints by flag name
+    "talos.resource.definitions.enums.NethelpersAddressFlag", "talos.resource.definitions.enums.NethelpersRouteFlag",
 ]
 # Upstream oneofs (the wire facts do not record them; the wire format is the same either way).
 ONEOFS = {
@@ -52,6 +63,7 @@ FILES = [
     ("inspect.", "inspect/inspect.proto"),
     ("time.", "time/time.proto"),
     ("resource.config.", "resource/config/config.proto"),
+    ("cosi.resource.meta.", "cosi/v1alpha1/meta.proto"),
     ("cosi.resource.State", "cosi/v1alpha1/state.proto"),
     ("cosi.resource.", "cosi/v1alpha1/resource.proto"),
 ]
@@ -73,6 +85,9 @@ def file_for(name):
     if name in WELL_KNOWN:
         return WELL_KNOWN[name]
     short = name.rsplit(".", 1)[-1]
+    if name.startswith("talos.resource.definitions."):
+        package = name.split(".")[3]
+        return f"resource/definitions/{package}/{package}.proto"
     if name.startswith("cosi.resource.") and name.count(".") == 2 and short.startswith(STATE_MESSAGES):
         return "cosi/v1alpha1/state.proto"
     for prefix, path in FILES:
@@ -123,6 +138,10 @@ def main(wire_path, out_dir="protos"):
         by_file.setdefault(file_for(svc), [])
 
     def package_of(path):
+        if path.startswith("resource/definitions/"):
+            return "talos.resource.definitions." + path.split("/")[2]
+        if path == "cosi/v1alpha1/meta.proto":
+            return "cosi.resource.meta"
         return {"machine": "machine", "common": "common", "cluster": "cluster", "storage": "storage",
                 "inspect": "inspect", "time": "time",
                 "resource": "resource.config", "cosi": "cosi.resource"}[path.split("/")[0]]
@@ -139,6 +158,8 @@ def main(wire_path, out_dir="protos"):
         def emit_enum(name, indent):
             pad = "  " * indent
             body.append(f"{pad}enum {name.rsplit('.', 1)[-1]} {{")
+            if len(set(enums[name].values())) < len(enums[name]):
+                body.append(f"{pad}  option allow_alias = true;")
             for k, v in sorted(enums[name].items(), key=lambda kv: kv[1]):
                 body.append(f"{pad}  {k} = {v};")
             body.append(pad + "}")

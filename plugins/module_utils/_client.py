@@ -31,7 +31,7 @@ except ImportError as exc:  # reported by the doors as a missing requirement, wi
 else:
     GRPCLIB_IMPORT_ERROR = None
 
-from ._errors import TalosError, explain_status, short_rpc
+from ._errors import TalosError, certificate_refusal_hint, explain_status, short_rpc
 from ._tls import check_client_certificate, make_ssl_context
 from ._version import CAPABILITIES, TalosVersion, supports
 
@@ -178,9 +178,12 @@ class _Tries:
 class _Channel(Channel):
     """grpclib's Channel, remembering how its last connection ended, which grpclib itself forgets.
 
-    Under TLS 1.3 a node checks the client certificate after the client considers the handshake done, so
-    a refused certificate shows up only as a connection lost before the node said anything over HTTP/2
-    (a server speaks first, with its settings frame); ``refused_at_tls`` tells that case apart.
+    Under TLS 1.3 a node checks the client certificate after the client considers the handshake done: the
+    node's alert (unknown CA, expired, bad certificate) arrives on the first read and ends the connection
+    with that ssl.SSLError, kept as ``lost_reason``. The alert can also be lost, overtaken by the TCP reset
+    of a node closing with unread data; then a refused certificate shows up only as a connection lost
+    before the node said anything over HTTP/2 (a server speaks first, with its settings frame).
+    ``refused_at_tls`` tells both cases apart from a node going away mid-call.
     """
 
     lost_reason = None
@@ -489,8 +492,7 @@ class TalosClient:
             return TalosError(
                 f"{where}: endpoint {endpoint} refused the client certificate of context {self.settings.context!r} "
                 f"({_ssl_reason(exc)}).", code="TLSError", node=node, endpoint=str(endpoint), rpc=method.path,
-                detail=_ssl_reason(exc),
-                hint="The certificate was not issued by this cluster's CA, or lacks the clientAuth key usage.")
+                detail=_ssl_reason(exc), hint=certificate_refusal_hint(getattr(exc, "reason", None)))
         if isinstance(exc, _NotSent):
             cause = exc.__cause__
             reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
@@ -511,5 +513,6 @@ def _after(received):
 
 
 def _ssl_reason(exc):
-    text = getattr(exc, "reason", None) or str(exc)
+    # an SSLError made here has one argument and no reason (its str() would be the args tuple)
+    text = getattr(exc, "reason", None) or (exc.args[0] if len(exc.args) == 1 else str(exc))
     return str(text).replace("_", " ").lower()

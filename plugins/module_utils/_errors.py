@@ -89,8 +89,8 @@ def explain_status(code, detail, *, rpc, node, endpoint, roles=None, version=Non
         hint = (f"{short_rpc(rpc)} needs one of the roles {', '.join(need)}; the client certificate has {have}. "
                 "Use a talosconfig whose certificate carries one of them.")
     elif code == "PermissionDenied" and "no request forwarding" in detail:
-        hint = (f"The endpoint {endpoint} cannot forward calls to other nodes (a worker, or a node in maintenance "
-                "mode): list control-plane nodes as endpoints, or target this node directly.")
+        hint = (f"The endpoint {endpoint} cannot forward calls to other nodes (it is a worker): list "
+                "control-plane nodes as endpoints, or target this node directly.")
     elif code == "Unimplemented":
         running = f"Talos {version}" if version else "the Talos version"
         hint = f"{running} on node {node or endpoint} does not support {short_rpc(rpc)}."
@@ -99,3 +99,34 @@ def explain_status(code, detail, *, rpc, node, endpoint, roles=None, version=Non
                 "reach it on port 50000.")
     return TalosError(f"{where} failed: {code}: {detail}", code=code, node=node, endpoint=endpoint, rpc=rpc,
                       detail=detail, hint=hint)
+
+
+# What the node's TLS alert says about the client certificate (Go's crypto/tls on the node, as OpenSSL names
+# the alerts here). Without an alert (the connection dropped once the handshake was done: under TLS 1.3 the
+# node checks the certificate after the client's side of the handshake is over, and a TCP reset can overtake
+# the alert) the cause cannot be told apart, and the hint lists the possibilities.
+_CERTIFICATE_ALERT_HINTS = (
+    ("UNKNOWN_CA", "The node does not trust the CA that issued the certificate: the crt and key belong to another "
+                   "cluster. Use a talosconfig of this cluster."),
+    ("CERTIFICATE_EXPIRED", "The node considers the certificate expired (or not yet valid): check the clocks of "
+                            "this host and the node, or generate a new talosconfig."),
+    ("CERTIFICATE_REQUIRED", "No client certificate was offered: set crt and key in the talosconfig."),
+    ("HANDSHAKE_FAILURE", "No client certificate was offered, or none the node accepts: check crt and key in the "
+                          "talosconfig."),
+    ("BAD_CERTIFICATE", "The node refused the certificate itself: Talos requires its extended key usage to be "
+                        "exactly clientAuth, and it must be valid at the node's time (check the clocks). Generate "
+                        "the talosconfig with talosctl or from the cluster secrets."),
+    ("UNSUPPORTED_CERTIFICATE", "The certificate's extended key usage does not allow client authentication: "
+                                "Talos requires exactly clientAuth."),
+)
+CERTIFICATE_REFUSED_HINT = ("The certificate was not issued by this cluster's CA, has expired, or its extended key "
+                            "usage is not exactly clientAuth.")
+
+
+def certificate_refusal_hint(alert_reason: str | None) -> str:
+    """The hint for a refused client certificate, from the TLS alert OpenSSL reports (e.g. 'TLSV1_ALERT_UNKNOWN_CA')."""
+    reason = (alert_reason or "").upper()
+    for name, hint in _CERTIFICATE_ALERT_HINTS:
+        if "ALERT" in reason and reason.endswith(name):
+            return hint
+    return CERTIFICATE_REFUSED_HINT

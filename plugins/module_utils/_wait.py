@@ -274,8 +274,8 @@ class RebootWatch:
 
     def _absorb(self, event):
         """Take in one Events message; True when it told the machine's stage or readiness."""
-        if not event.id and not event.HasField("data"):
-            return False  # the hello that opens every stream
+        if not event.data.type_url:
+            return False  # the hello that opens every stream: no payload, and an id that is in no buffer
         fresh = self._replayed_until is None
         if event.id:
             self._event_ids.add(event.id)

@@ -26,9 +26,6 @@ MAINTENANCE_SERVICE_METHODS = frozenset({
     "/storage.StorageService/Disks",
     "/cosi.resource.State/Get", "/cosi.resource.State/List", "/cosi.resource.State/Watch",
 })
-# v1.13+: the only services apid fans out to with `nodes`.
-FAN_OUT_SERVICES = frozenset({"machine.MachineService", "cluster.ClusterService", "inspect.InspectService",
-                              "storage.StorageService", "time.TimeService"})
 
 
 class StreamInterrupted(Exception):
@@ -76,7 +73,7 @@ class Dispatcher:
         else:
             roles = rbac.effective_roles(roles_from_peer_certificate(stream.peer.cert()), stream.metadata)
         try:
-            route = routing.route(stream.metadata, entry)
+            route = routing.route(stream.metadata, entry, method.path)
         except GRPCError:
             self.cluster.calls[(entry.address, method.path)] += 1
             raise
@@ -182,10 +179,6 @@ class Dispatcher:
 
     # One-to-many (`nodes`) ---------------------------------------------------------------------------
     async def _fan_out(self, entry, method, stream, roles, targets):
-        if method.service == "cosi.resource.State":
-            raise GRPCError(Status.INVALID_ARGUMENT, "one-to-many proxying is not supported for COSI")
-        if entry.version.at_least(13) and method.service not in FAN_OUT_SERVICES:
-            raise GRPCError(Status.INVALID_ARGUMENT, f"one-to-many proxying is not supported for {method.service}")
         if method.client_streaming:
             raise GRPCError(Status.INVALID_ARGUMENT, "nodes is not supported by the emulator for client streams")
         request = await stream.recv_message()

@@ -113,9 +113,10 @@ def publish(node, members=None):
     disks = hardware.disks(node.index)
     store.sync("runtime", "Disks.block.talos.dev", {
         disk.name: ResourceSpec({
-            "devPath": f"/dev/{disk.name}", "size": disk.size, "prettySize": f"{disk.size / 1e9:.0f} GB",
-            "ioSize": 512, "sectorSize": 512, "readonly": False, "cdrom": False, "model": disk.model,
-            "serial": disk.serial, "wwid": disk.wwid, "busPath": disk.bus_path, "subSystem": "/sys/class/block",
+            # upstream's yaml tags for DiskSpec are snake_case
+            "dev_path": f"/dev/{disk.name}", "size": disk.size, "pretty_size": f"{disk.size / 1e9:.0f} GB",
+            "io_size": 512, "sector_size": 512, "readonly": False, "cdrom": False, "model": disk.model,
+            "serial": disk.serial, "wwid": disk.wwid, "bus_path": disk.bus_path, "sub_system": "/sys/class/block",
             "transport": disk.transport, "rotational": disk.rotational,
             "symlinks": [f"/dev/disk/by-id/scsi-{disk.wwid}", f"/dev/disk/by-path/virtio-pci-{disk.name}"],
         }, owner="block.DisksController") for disk in disks
@@ -141,12 +142,12 @@ def publish(node, members=None):
     store.sync("hardware", "SystemInformations.hardware.talos.dev", {
         "systeminformation": ResourceSpec({
             "manufacturer": "QEMU", "productName": "Standard PC (Q35 + ICH9, 2009)", "version": "pc-q35-8.2",
-            "serialNumber": f"EMU{node.index:08d}", "uuid": f"00000000-0000-4000-8000-{node.index:012d}",
-            "wakeUpType": "Power Switch", "skuNumber": "", "family": ""}),
+            "serialnumber": f"EMU{node.index:08d}", "uuid": f"00000000-0000-4000-8000-{node.index:012d}",
+            "wakeUpType": "Power Switch", "skuNumber": ""}),
     })
     store.sync("hardware", "Processors.hardware.talos.dev", {
         "Processor-0": ResourceSpec({"socket": "CPU 0", "manufacturer": "AMD", "productName": hardware.CPU_MODEL,
-                                     "maxSpeed": 2000, "bootSpeed": 2000, "status": 65,
+                                     "maxSpeedMhz": 2000, "bootSpeedMhz": 2000, "status": 65,
                                      "coreCount": hardware.CPU_COUNT, "coreEnabled": hardware.CPU_COUNT,
                                      "threadCount": hardware.CPU_COUNT}),
     })

@@ -1,8 +1,9 @@
 """COSI resources of one node: registered types, a versioned store and watch subscriptions.
 
-Specs are kept as plain dicts with camelCase keys and turned into `yaml_spec` only when served. Only
-MachineConfig and MachineType carry a `proto_spec` here: they are the typed specs the collection's
-generated code has (resource.config); upstream fills proto_spec for every type.
+Specs are kept as plain dicts with camelCase keys and turned into `yaml_spec` and `proto_spec` only
+when served: MachineConfig and MachineType bring their `proto_spec`, every other type's comes from its
+YAML spec through its upstream message (proto_specs.py). ExtensionStatuses has no message in the wire
+facts (upstream encodes extensions.Layer); the emulator publishes none.
 """
 import asyncio
 import collections
@@ -12,6 +13,7 @@ import time
 import yaml
 from google.protobuf import timestamp_pb2
 
+from . import proto_specs
 from .api import resource_pb2
 
 
@@ -21,32 +23,54 @@ class ResourceType:
     namespace: str
     aliases: tuple = ()
     sensitive: bool = False
+    spec_message: str = None   # the protobuf message of proto_spec, when it is not given with the spec
 
 
+D = "talos.resource.definitions."
 RESOURCE_TYPES = {t.type: t for t in (
-    ResourceType("AddressStatuses.net.talos.dev", "network", ("address", "addresses")),
-    ResourceType("LinkStatuses.net.talos.dev", "network", ("link", "links")),
-    ResourceType("RouteStatuses.net.talos.dev", "network", ("route", "routes")),
-    ResourceType("HostnameStatuses.net.talos.dev", "network", ("hostname",)),
-    ResourceType("ResolverStatuses.net.talos.dev", "network", ("resolvers",)),
-    ResourceType("NodeAddresses.net.talos.dev", "network", ("nodeaddress", "nodeaddresses")),
-    ResourceType("MachineStatuses.runtime.talos.dev", "runtime", ("machinestatus",)),
-    ResourceType("Versions.runtime.talos.dev", "runtime", ("version", "versions")),
-    ResourceType("PlatformMetadatas.talos.dev", "runtime", ("platformmetadata",)),
+    ResourceType("AddressStatuses.net.talos.dev", "network", ("address", "addresses"),
+                 spec_message=D + "network.AddressStatusSpec"),
+    ResourceType("LinkStatuses.net.talos.dev", "network", ("link", "links"),
+                 spec_message=D + "network.LinkStatusSpec"),
+    ResourceType("RouteStatuses.net.talos.dev", "network", ("route", "routes"),
+                 spec_message=D + "network.RouteStatusSpec"),
+    ResourceType("HostnameStatuses.net.talos.dev", "network", ("hostname",),
+                 spec_message=D + "network.HostnameStatusSpec"),
+    ResourceType("ResolverStatuses.net.talos.dev", "network", ("resolvers",),
+                 spec_message=D + "network.ResolverStatusSpec"),
+    ResourceType("NodeAddresses.net.talos.dev", "network", ("nodeaddress", "nodeaddresses"),
+                 spec_message=D + "network.NodeAddressSpec"),
+    ResourceType("MachineStatuses.runtime.talos.dev", "runtime", ("machinestatus",),
+                 spec_message=D + "runtime.MachineStatusSpec"),
+    ResourceType("Versions.runtime.talos.dev", "runtime", ("version", "versions"),
+                 spec_message=D + "runtime.VersionSpec"),
+    ResourceType("PlatformMetadatas.talos.dev", "runtime", ("platformmetadata",),
+                 spec_message=D + "runtime.PlatformMetadataSpec"),
     ResourceType("ExtensionStatuses.runtime.talos.dev", "runtime", ("extension", "extensions")),
-    ResourceType("Disks.block.talos.dev", "runtime", ("disk", "disks")),
-    ResourceType("SystemDisks.block.talos.dev", "runtime", ("systemdisk",)),
+    ResourceType("Disks.block.talos.dev", "runtime", ("disk", "disks"),
+                 spec_message=D + "block.DiskSpec"),
+    ResourceType("SystemDisks.block.talos.dev", "runtime", ("systemdisk",),
+                 spec_message=D + "block.SystemDiskSpec"),
     ResourceType("MachineConfigs.config.talos.dev", "config", ("machineconfig", "mc"), sensitive=True),
     ResourceType("MachineTypes.config.talos.dev", "config", ("machinetype",)),
-    ResourceType("SystemInformations.hardware.talos.dev", "hardware", ("systeminformation",)),
-    ResourceType("Processors.hardware.talos.dev", "hardware", ("cpu", "cpus", "processor", "processors")),
-    ResourceType("MemoryModules.hardware.talos.dev", "hardware", ("memorymodule", "ram")),
-    ResourceType("Members.cluster.talos.dev", "cluster", ("member", "members")),
-    ResourceType("Identities.cluster.talos.dev", "cluster", ("identity", "identities")),
-    ResourceType("EtcdMembers.etcd.talos.dev", "etcd", ("etcdmember",)),
-    ResourceType("OSRootSecrets.secrets.talos.dev", "secrets", ("osrootsecret",), sensitive=True),
-    ResourceType("ResourceDefinitions.meta.cosi.dev", "meta", ("rd", "resourcedefinition")),
-    ResourceType("Namespaces.meta.cosi.dev", "meta", ("ns", "namespace")),
+    ResourceType("SystemInformations.hardware.talos.dev", "hardware", ("systeminformation",),
+                 spec_message=D + "hardware.SystemInformationSpec"),
+    ResourceType("Processors.hardware.talos.dev", "hardware", ("cpu", "cpus", "processor", "processors"),
+                 spec_message=D + "hardware.ProcessorSpec"),
+    ResourceType("MemoryModules.hardware.talos.dev", "hardware", ("memorymodule", "ram"),
+                 spec_message=D + "hardware.MemoryModuleSpec"),
+    ResourceType("Members.cluster.talos.dev", "cluster", ("member", "members"),
+                 spec_message=D + "cluster.MemberSpec"),
+    ResourceType("Identities.cluster.talos.dev", "cluster", ("identity", "identities"),
+                 spec_message=D + "cluster.IdentitySpec"),
+    ResourceType("EtcdMembers.etcd.talos.dev", "etcd", ("etcdmember",),
+                 spec_message=D + "etcd.MemberSpec"),
+    ResourceType("OSRootSecrets.secrets.talos.dev", "secrets", ("osrootsecret",), sensitive=True,
+                 spec_message=D + "secrets.OSRootSpec"),
+    ResourceType("ResourceDefinitions.meta.cosi.dev", "meta", ("rd", "resourcedefinition"),
+                 spec_message="cosi.resource.meta.ResourceDefinitionSpec"),
+    ResourceType("Namespaces.meta.cosi.dev", "meta", ("ns", "namespace"),
+                 spec_message="cosi.resource.meta.NamespaceSpec"),
 )}
 NAMESPACES = {
     "network": "Networking resources.", "runtime": "Talos runtime resources.", "config": "Talos node configuration.",
@@ -119,7 +143,11 @@ class StoredResource:
                 labels=self.data.labels or {}, annotations=self.data.annotations or {},
             )
             yaml_spec = render_yaml_spec(self.data)
-            spec = resource_pb2.Spec(yaml_spec=yaml_spec, proto_spec=self.data.proto_spec or b"")
+            proto_spec = self.data.proto_spec
+            definition = RESOURCE_TYPES.get(self.type)
+            if proto_spec is None and definition is not None and definition.spec_message:
+                proto_spec = proto_specs.encode(definition.spec_message, self.data.spec)
+            spec = resource_pb2.Spec(yaml_spec=yaml_spec, proto_spec=proto_spec or b"")
             self._encoded = resource_pb2.Resource(metadata=metadata, spec=spec)
         return self._encoded
 

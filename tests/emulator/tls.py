@@ -1,9 +1,11 @@
 """Server-side TLS as apid sets it up: TLS >= 1.2, ALPN h2, no session tickets, client certificates.
 
 Normal mode requires and verifies a client certificate against the Talos OS CA; maintenance mode asks
-for none. Python's ssl cannot express apid's verifyExtKeyUsage rule (every non-CA client certificate must
-have ExtKeyUsage exactly [clientAuth]), so `client_certificate_usage_ok` runs right after the handshake
-and the listener drops connections that fail it.
+for none. A missing, expired or foreign-CA certificate fails the handshake with OpenSSL's alert, and so
+does one whose ExtKeyUsage lacks clientAuth (OpenSSL's ssl_client purpose check). Python's ssl has no
+verify callback for the rest of apid's verifyExtKeyUsage rule (every non-CA client certificate must have
+ExtKeyUsage exactly [clientAuth]), so `client_certificate_usage_ok` runs right after the handshake and the
+listener drops connections that fail it (README: known differences).
 """
 import functools
 import ssl

@@ -3,13 +3,20 @@
 The handler mapping is built from the service descriptors, so every RPC declared in protos/ is
 served. Closing the listener also drops every open connection, so a rebooting node refuses new
 connections and breaks existing ones, like a machine going away.
+
+TLS as grpc-go over Go's crypto/tls ends it: a failed handshake sends its alert before the close
+(asyncio alone drops it), a connection that did not negotiate ALPN h2 is closed right after the
+handshake, and received messages are limited to apid's 32 MiB (README: what still differs).
 """
 import asyncio
+import contextlib
 import errno
 import socket
+from asyncio import sslproto
 
 from google.protobuf import empty_pb2
 from grpclib.const import Cardinality, Handler, Status
+from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError
 from grpclib.protocol import H2Protocol
 from grpclib.server import Handler as _RequestHandler
@@ -19,10 +26,34 @@ from .api import METHODS
 from .tls import client_certificate_usage_ok
 
 API_PORT = 50000
+# apid: grpc.MaxRecvMsgSize(constants.GRPCMaxMessageSize)
+MAX_RECEIVE_MESSAGE_SIZE = 32 * 1024 * 1024
+
+
+class _LimitedProtoCodec(ProtoCodec):
+    """grpc-go's receive limit, with its message; the length is that of the message as received."""
+
+    def decode(self, data, message_type):
+        if len(data) > MAX_RECEIVE_MESSAGE_SIZE:
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, f"grpc: received message larger than max "
+                            f"({len(data)} vs. {MAX_RECEIVE_MESSAGE_SIZE})")
+        return super().decode(data, message_type)
+
+
+class _AlertingSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's server TLS, but a failed handshake first sends the alert OpenSSL wrote for it
+    (certificate required, unknown CA, certificate expired...), as Go's crypto/tls does."""
+
+    def _on_handshake_complete(self, handshake_exc):
+        if handshake_exc is not None:
+            with contextlib.suppress(Exception):  # a peer already gone: nothing to tell it
+                self._process_outgoing()
+        super()._on_handshake_complete(handshake_exc)
 
 
 class _CheckedH2Protocol(H2Protocol):
-    """An H2Protocol that first applies apid's verifyExtKeyUsage to the client certificate."""
+    """An H2Protocol that first does what grpc-go and apid do once the TLS handshake is done: close a
+    connection without ALPN h2 (grpc-go's ALPN enforcement) and apply apid's verifyExtKeyUsage."""
 
     def __init__(self, *args, listener, **kwargs):
         super().__init__(*args, **kwargs)
@@ -32,16 +63,27 @@ class _CheckedH2Protocol(H2Protocol):
 
     def connection_made(self, transport):
         ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() != "h2":
+            # grpc-go: "credentials: cannot check peer: missing selected ALPN property", then tls.Conn.Close
+            # (a close_notify). A client offering only http/1.1 gets here too: Go's crypto/tls lets it
+            # through as if it offered nothing.
+            self._reject(transport.close)
+            return
         if self._listener.require_client_certificate and ssl_object is not None:
             der = ssl_object.getpeercert(binary_form=True)
             if der is None or not client_certificate_usage_ok(der):
-                self._rejected = True
-                self._listener.rejected_handshakes += 1
-                transport.abort()
+                # Go refuses these in the handshake with "bad certificate"; Python's ssl has no verify
+                # callback, so the EKU rule's remainder can only drop the connection once it is up.
+                self._reject(transport.abort)
                 return
         self._transport = transport
         self._listener.transports.add(transport)
         super().connection_made(transport)
+
+    def _reject(self, close):
+        self._rejected = True
+        self._listener.rejected_handshakes += 1
+        close()
 
     def data_received(self, data):
         if not self._rejected:
@@ -67,16 +109,20 @@ class _MethodTable(dict):
 
 
 class _NodeServer(Server):
-    def __init__(self, servicer, listener):
-        super().__init__([servicer])
+    def __init__(self, servicer, listener, ssl_context):
+        super().__init__([servicer], codec=_LimitedProtoCodec())
         self._mapping = _MethodTable(self._mapping, servicer.unknown_method)
         self._listener = listener
+        self._ssl_context = ssl_context
 
     def _protocol_factory(self):
         self.__gc_step__()
         handler = _RequestHandler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
         self._handlers.add(handler)
-        return _CheckedH2Protocol(handler, self._config, self._h2_config, listener=self._listener)
+        h2_protocol = _CheckedH2Protocol(handler, self._config, self._h2_config, listener=self._listener)
+        # TLS is layered here rather than by the event loop, so that a refused handshake sends its alert
+        return _AlertingSSLProtocol(asyncio.get_running_loop(), h2_protocol, self._ssl_context, None,
+                                    server_side=True)
 
 
 class _NodeServicer:
@@ -143,8 +189,8 @@ class NodeListener:
         self.require_client_certificate = require_client_certificate
         if sock is None:
             sock = bind_socket(self.node.address)
-        server = _NodeServer(_NodeServicer(self.node, self.dispatcher), self)
-        await server.start(sock=sock, ssl=ssl_context)
+        server = _NodeServer(_NodeServicer(self.node, self.dispatcher), self, ssl_context)
+        await server.start(sock=sock)
         self._server = server
 
     async def stop(self):

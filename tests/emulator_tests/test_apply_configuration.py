@@ -79,7 +79,8 @@ def test_1_13_auto_reboots_when_needed_and_no_reboot_refuses(emulated_cluster):
     changed = _edit(cluster.node(node).config, _needs_reboot)
     assert admin("ApplyConfiguration", _apply(changed, Mode.AUTO, dry_run=True)).messages[0].mode == Mode.REBOOT
     error = admin.error("ApplyConfiguration", _apply(changed, Mode.NO_REBOOT))
-    assert error.status == Status.INVALID_ARGUMENT and "can't be applied in immediate mode" in error.message
+    assert error.status == Status.INVALID_ARGUMENT   # CanApplyImmediate's words, then the diff
+    assert error.message.startswith("this config change can't be applied in immediate mode\ndiff:\n")
     assert "disks:" in error.message, "the diff of what needs a reboot"
     boot_id = cluster.node(node).boot_id
     reply = admin("ApplyConfiguration", _apply(changed, Mode.AUTO)).messages[0]

@@ -37,7 +37,7 @@ def test_facts_resources(cluster, admin):
     addresses = _list(admin, "network", "AddressStatuses.net.talos.dev", node=node)
     assert any(yaml.safe_load(r.spec.yaml_spec)["address"] == f"{node}/24" for r in addresses)
     disks = {r.metadata.id: yaml.safe_load(r.spec.yaml_spec) for r in _list(admin, "runtime", "Disks.block.talos.dev")}
-    assert disks["sda"]["devPath"] == "/dev/sda" and disks["sda"]["size"] > 0
+    assert disks["sda"]["dev_path"] == "/dev/sda" and disks["sda"]["size"] > 0
     links = _list(admin, "network", "LinkStatuses.net.talos.dev")
     assert "operationalState" in yaml.safe_load(links[0].spec.yaml_spec)
     error = admin.error("Get", state_pb2.GetRequest(namespace="runtime", type="MachineStatuses.runtime.talos.dev",
@@ -124,6 +124,6 @@ def test_resource_definitions_resolve_aliases(cluster, admin):
 
 
 def test_fan_out_storage_disks(cluster, admin):
-    reply = admin("StorageService/Disks", metadata=[("nodes", ",".join(cluster.workers))])
+    reply = admin("StorageService/Disks", metadata=[("nodes", worker) for worker in cluster.workers])
     assert [m.metadata.hostname for m in reply.messages] == cluster.workers
     assert isinstance(reply, storage_pb2.DisksResponse)

@@ -64,7 +64,8 @@ def test_events_hello_then_reboot_sequence_with_actor(cluster, admin):
             client.close()
         return seen["hello"], seen["actor"], events
     hello, actor, events = asyncio.run(run())
-    assert hello == machine_pb2.Event()
+    # upstream's hello: an empty Any as data, a fresh id, no actor (none was asked for)
+    assert hello.HasField("data") and hello.data.type_url == "" and len(hello.id) == 20 and not hello.actor_id
     typed = [e for e in events if isinstance(e, machine_pb2.Event)]
     assert typed and all(e.data.type_url.startswith("talos/runtime/machine.") for e in typed)
     sequence = machine_pb2.SequenceEvent.FromString(typed[0].data.value)

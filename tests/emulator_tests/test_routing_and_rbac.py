@@ -35,7 +35,7 @@ def test_node_metadata_validation(cluster, admin):
     error = admin.error("Version", metadata=[("node", cluster.workers[0]), ("node", cluster.workers[1])])
     assert (error.status, error.message) == (Status.INVALID_ARGUMENT, "node metadata must be single-valued")
     error = admin.error("Version", node=f"{cluster.workers[0]}:50000")
-    assert (error.status, error.message) == (Status.INTERNAL, "invalid target")
+    assert (error.status, error.message) == (Status.INTERNAL, f'invalid target "{cluster.workers[0]}:50000"')
 
 
 def test_unreachable_target_is_unavailable(cluster, admin):
@@ -56,7 +56,7 @@ def test_nodes_fan_out_aggregates_and_reports_errors_inline(cluster, admin):
     down = cluster.workers[1]
     cluster.take_down(down)
     targets = [cluster.control_planes[1], cluster.workers[0], down]
-    reply = admin("Hostname", metadata=[("nodes", ",".join(targets))])
+    reply = admin("Hostname", metadata=[("nodes", target) for target in targets])
     by_target = {m.metadata.hostname: m for m in reply.messages}
     assert by_target[targets[0]].hostname == "talos-cp-2"
     assert by_target[targets[1]].hostname == "talos-w-1"

@@ -2,11 +2,14 @@
 
 import asyncio
 import base64
+import datetime
 import re
+import ssl
 import time
 
 import pytest
 import yaml
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from grpclib.const import Status
 
 from ansible_collections.talos.linux.plugins.module_utils._client import RetryPolicy, TalosClient
@@ -367,3 +370,80 @@ def test_a_read_stream_broken_before_its_first_message_is_retried(emulated_clust
 
     assert run(client_for(cluster), snapshot) % 512 == 32
     assert cluster.calls[(node, "/machine.MachineService/EtcdSnapshot")] == 2
+
+
+def _refusal(path, tls_version):
+    client = TalosClient(load_settings(talosconfig=str(path)), retry=FAST_RETRY, timeout=5)
+    client._ssl.maximum_version = tls_version  # the same client, capped to one TLS version
+    with pytest.raises(TalosError) as err:
+        run(client, lambda c: c.version())
+    assert err.value.code == "TLSError" and "refused the client certificate of context" in str(err.value)
+    return err.value
+
+
+def _foreign_certificate(cluster, emulated_cluster, tmp_path):
+    other = emulated_cluster(control_planes=1, workers=0)
+    config = yaml.safe_load(cluster.talosconfig_path().read_text())
+    foreign = yaml.safe_load(other.talosconfig_path().read_text())
+    ctx, fctx = config["contexts"][config["context"]], foreign["contexts"][foreign["context"]]
+    ctx["crt"], ctx["key"] = fctx["crt"], fctx["key"]
+    path = tmp_path / "foreign-cert"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_refused_client_certificate_names_the_cause_from_the_alert(cluster, emulated_cluster, tmp_path):
+    # TLS 1.2: the node's alert ends the client's own handshake, so it always arrives
+    error = _refusal(_foreign_certificate(cluster, emulated_cluster, tmp_path), ssl.TLSVersion.TLSv1_2)
+    assert error.detail == "tlsv1 alert unknown ca"
+    assert "does not trust the CA that issued the certificate" in str(error)
+    # a server-only usage: OpenSSL's purpose check refuses it in the handshake
+    path = cluster.write_talosconfig("talosconfig-server-eku", ["os:admin"],
+                                     extended_key_usage=[ExtendedKeyUsageOID.SERVER_AUTH])
+    error = _refusal(path, ssl.TLSVersion.TLSv1_2)
+    assert error.detail == "sslv3 alert unsupported certificate" and "Talos requires exactly clientAuth" in str(error)
+    # not valid yet by the node's clock (the client itself only refuses an expired one): OpenSSL says "bad
+    # certificate" (Go: "certificate expired"); either way the hint points at the clocks
+    now = datetime.datetime.now(datetime.timezone.utc)
+    path = cluster.write_talosconfig("talosconfig-future", ["os:admin"], not_before=now + datetime.timedelta(days=1),
+                                     not_after=now + datetime.timedelta(days=2))
+    error = _refusal(path, ssl.TLSVersion.TLSv1_2)
+    assert error.detail == "sslv3 alert bad certificate" and "check the clocks" in str(error)
+
+
+GENERIC = "not issued by this cluster's CA, has expired, or its extended key usage is not exactly clientAuth"
+
+
+def test_refused_client_certificate_under_tls_1_3(cluster, emulated_cluster, tmp_path):
+    # the node checks the certificate after the client's handshake is done: its alert arrives on the first
+    # read, unless the TCP reset of the node's close overtakes it (as with real Talos); either way the
+    # message says the certificate was refused, with the alert's cause when the alert was read
+    error = _refusal(_foreign_certificate(cluster, emulated_cluster, tmp_path), ssl.TLSVersion.TLSv1_3)
+    assert ("does not trust the CA" in str(error)) if "alert" in error.detail else (GENERIC in str(error))
+    # serverAuth+clientAuth passes OpenSSL's check; apid's exact-clientAuth rule then drops the connection
+    path = cluster.write_talosconfig("talosconfig-two-ekus", ["os:admin"], extended_key_usage=[
+        ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+    error = _refusal(path, ssl.TLSVersion.TLSv1_3)
+    assert GENERIC in str(error)
+    assert error.detail == "the connection was closed after the tls handshake, before the node answered"
+
+
+def test_the_events_hello_is_not_taken_for_an_event(cluster):
+    """Talos opens Events with an event that has an id and an empty payload; it is in no buffer, so a reopened
+    stream must not wait to replay up to it."""
+    from ansible_collections.talos.linux.plugins.module_utils._wait import RebootWatch
+
+    node = cluster.workers[0]
+
+    async def first_message(client):
+        stream = client.stream("Events", {"tail_events": 0}, node=node, timeout=5)
+        try:
+            return await stream.__anext__()
+        finally:
+            await stream.aclose()
+    client = client_for(cluster)
+    hello = run(client, first_message)
+    assert hello.id and hello.HasField("data")          # as upstream sends it
+    watch = RebootWatch(client, node)
+    assert watch._absorb(hello) is False
+    assert (watch.events_seen, watch._last_event_id) == (0, "")

@@ -1,6 +1,9 @@
 """Error wording: the node, the RPC, the code, and what to do."""
 
-from ansible_collections.talos.linux.plugins.module_utils._errors import allowed_roles, explain_status, short_rpc
+import pytest
+
+from ansible_collections.talos.linux.plugins.module_utils._errors import (
+    allowed_roles, certificate_refusal_hint, explain_status, short_rpc)
 
 
 def test_short_names():
@@ -33,3 +36,17 @@ def test_unimplemented_names_the_version():
                          rpc="/machine.LifecycleService/Upgrade", node="10.0.0.3", endpoint="10.0.0.2:50000",
                          version="v1.12.4")
     assert "Talos v1.12.4 on node 10.0.0.3 does not support LifecycleService/Upgrade" in str(err)
+
+
+@pytest.mark.parametrize("reason, words", [
+    ("TLSV1_ALERT_UNKNOWN_CA", "does not trust the CA"),
+    ("SSLV3_ALERT_CERTIFICATE_EXPIRED", "considers the certificate expired"),
+    ("TLSV13_ALERT_CERTIFICATE_REQUIRED", "No client certificate was offered"),
+    ("SSLV3_ALERT_HANDSHAKE_FAILURE", "No client certificate was offered, or none"),
+    ("SSLV3_ALERT_BAD_CERTIFICATE", "exactly clientAuth, and it must be valid"),
+    ("SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "does not allow client authentication"),
+    (None, "not issued by this cluster's CA, has expired"),
+    ("the connection was closed after the TLS handshake, before the node answered", "not issued by this"),
+])
+def test_certificate_refusal_hint_names_the_alert_cause(reason, words):
+    assert words in certificate_refusal_hint(reason)

@@ -34,7 +34,7 @@ def _local_member(call, etcd):
 
 @rpc(M, "EtcdMemberList")
 async def member_list(call, request):
-    etcd = _etcd(call, "etcd member list")
+    etcd = _etcd(call, "member list")
     if request.query_local:  # asks this node's own etcd; otherwise any control plane's answers
         _local_member(call, etcd)
     members = [machine_pb2.EtcdMember(id=m.id, hostname=m.hostname, peer_urls=m.peer_urls,

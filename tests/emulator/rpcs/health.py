@@ -101,7 +101,7 @@ def _progress(message):
 
 @rpc("cluster.ClusterService", "HealthCheck")
 async def health_check(call, request):
-    require_control_plane(call, "health check")
+    require_control_plane(call, "cluster health check")
     cluster = call.cluster
     timeout = request.wait_timeout.ToNanoseconds() / 1e9 if request.HasField("wait_timeout") else 0.0
     loop = asyncio.get_running_loop()

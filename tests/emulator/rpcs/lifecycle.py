@@ -37,14 +37,14 @@ def validate_etcd_for_upgrade(cluster, node):
     etcd = cluster.etcd
     prefix = "error validating etcd for upgrade: "
     if len(etcd.members) == 2:
-        fail(Status.UNKNOWN, prefix + "etcd member count is 2, upgrading a member would lose quorum")
+        fail(Status.UNKNOWN, prefix + "etcd member count(2) is insufficient to maintain quorum if upgrade commences")
     for member in sorted(etcd.members.values(), key=lambda m: m.hostname):
         member_id = format_member_id(member.id)
         if not etcd.is_member_running(member) or member.is_learner:
-            fail(Status.UNKNOWN, prefix + f"etcd member {member_id} ({member.hostname}) is not started, "
+            fail(Status.UNKNOWN, prefix + f"etcd member {member_id} is not started, "
                                           "all members must be running to perform an upgrade")
         if member.errors:
-            fail(Status.UNKNOWN, prefix + f"etcd member {member_id} ({member.hostname}) is not healthy; all members "
+            fail(Status.UNKNOWN, prefix + f"etcd member {member_id} is not healthy; all members "
                                           f"must be healthy to perform an upgrade: {'; '.join(member.errors)}")
 
 
@@ -71,7 +71,8 @@ async def reset(call, request):
 async def rollback(call, request):
     node = call.node
     if node.previous_version is None:
-        fail(Status.FAILED_PRECONDITION, "cannot rollback to the previous version: no previous boot entry")
+        # GRUB's Revert with no previous entry (a plain error, so Unknown)
+        fail(Status.UNKNOWN, 'cannot rollback to "", label does not exist')
     node.pending_version = node.previous_version
     sequences.run_in_background(node, sequences.reboot(node, sequences.new_actor_id()))
     return machine_pb2.RollbackResponse(messages=[machine_pb2.Rollback()])
@@ -136,12 +137,17 @@ async def _run_installer(call, image, verb):
 
 
 def _lifecycle_preconditions(call, request, verb):
+    """internal/app/lifecycle, in its order: busy, installed or not, then the image."""
     node = call.node
     image = request.source.image_name
+    if node.lifecycle_busy:
+        fail(Status.FAILED_PRECONDITION, "another installation/upgrade is already in progress")
+    if verb == "upgrade" and not node.installed:
+        fail(Status.FAILED_PRECONDITION, "machine is not installed")
+    if verb == "install" and node.installed:
+        fail(Status.ALREADY_EXISTS, "machine is already installed")
     if not image:
         fail(Status.INVALID_ARGUMENT, "installer image name is required")
-    if node.lifecycle_busy:
-        fail(Status.FAILED_PRECONDITION, "another install/upgrade operation is already in progress")
     if image not in node.images[containerd_namespace(request.containerd)]:
         fail(Status.INTERNAL, f"installer image {image!r} not found in containerd store")
     return image
@@ -149,8 +155,6 @@ def _lifecycle_preconditions(call, request, verb):
 
 @rpc("machine.LifecycleService", "Upgrade", since_minor=13)
 async def lifecycle_upgrade(call, request):
-    if not call.node.installed:
-        fail(Status.FAILED_PRECONDITION, "Talos is not installed")
     image = _lifecycle_preconditions(call, request, "upgrade")
     async for message in _run_installer(call, image, "upgrade"):
         yield message
@@ -158,8 +162,6 @@ async def lifecycle_upgrade(call, request):
 
 @rpc("machine.LifecycleService", "Install", since_minor=13)
 async def lifecycle_install(call, request):
-    if call.node.installed:
-        fail(Status.ALREADY_EXISTS, "Talos is already installed")
     image = _lifecycle_preconditions(call, request, "install")
     async for message in _run_installer(call, image, "install"):
         yield message

@@ -27,19 +27,19 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from ..google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x63ommon/common.proto\x12\x06\x63ommon\x1a\x19google/protobuf/any.proto\x1a\x17google/rpc/status.proto\"m\n\x12\x43ontainerdInstance\x12\'\n\x06\x64river\x18\x01 \x01(\x0e\x32\x17.common.ContainerDriver\x12.\n\tnamespace\x18\x02 \x01(\x0e\x32\x1b.common.ContainerdNamespace\"9\n\x04\x44\x61ta\x12\"\n\x08metadata\x18\x01 \x01(\x0b\x32\x10.common.Metadata\x12\r\n\x05\x62ytes\x18\x02 \x01(\x0c\"[\n\x05\x45rror\x12\x1a\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x0c.common.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any\"O\n\x08Metadata\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status*+\n\x04\x43ode\x12\t\n\x05\x46\x41TAL\x10\x00\x12\n\n\x06LOCKED\x10\x01\x12\x0c\n\x08\x43\x41NCELED\x10\x02**\n\x0f\x43ontainerDriver\x12\x0e\n\nCONTAINERD\x10\x00\x12\x07\n\x03\x43RI\x10\x01*@\n\x13\x43ontainerdNamespace\x12\x0e\n\nNS_UNKNOWN\x10\x00\x12\r\n\tNS_SYSTEM\x10\x01\x12\n\n\x06NS_CRI\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x63ommon/common.proto\x12\x06\x63ommon\x1a\x19google/protobuf/any.proto\x1a\x17google/rpc/status.proto\"m\n\x12\x43ontainerdInstance\x12\'\n\x06\x64river\x18\x01 \x01(\x0e\x32\x17.common.ContainerDriver\x12.\n\tnamespace\x18\x02 \x01(\x0e\x32\x1b.common.ContainerdNamespace\"9\n\x04\x44\x61ta\x12\"\n\x08metadata\x18\x01 \x01(\x0b\x32\x10.common.Metadata\x12\r\n\x05\x62ytes\x18\x02 \x01(\x0c\"[\n\x05\x45rror\x12\x1a\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x0c.common.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any\"O\n\x08Metadata\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\"\x13\n\x05NetIP\x12\n\n\x02ip\x18\x01 \x01(\x0c\"0\n\x0bNetIPPrefix\x12\n\n\x02ip\x18\x01 \x01(\x0c\x12\x15\n\rprefix_length\x18\x02 \x01(\x05\"$\n\x15PEMEncodedCertificate\x12\x0b\n\x03\x63rt\x18\x01 \x01(\x0c\"7\n\x1bPEMEncodedCertificateAndKey\x12\x0b\n\x03\x63rt\x18\x01 \x01(\x0c\x12\x0b\n\x03key\x18\x02 \x01(\x0c*+\n\x04\x43ode\x12\t\n\x05\x46\x41TAL\x10\x00\x12\n\n\x06LOCKED\x10\x01\x12\x0c\n\x08\x43\x41NCELED\x10\x02**\n\x0f\x43ontainerDriver\x12\x0e\n\nCONTAINERD\x10\x00\x12\x07\n\x03\x43RI\x10\x01*@\n\x13\x43ontainerdNamespace\x12\x0e\n\nNS_UNKNOWN\x10\x00\x12\r\n\tNS_SYSTEM\x10\x01\x12\n\n\x06NS_CRI\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'common.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CODE']._serialized_start=427
-  _globals['_CODE']._serialized_end=470
-  _globals['_CONTAINERDRIVER']._serialized_start=472
-  _globals['_CONTAINERDRIVER']._serialized_end=514
-  _globals['_CONTAINERDNAMESPACE']._serialized_start=516
-  _globals['_CONTAINERDNAMESPACE']._serialized_end=580
+  _globals['_CODE']._serialized_start=593
+  _globals['_CODE']._serialized_end=636
+  _globals['_CONTAINERDRIVER']._serialized_start=638
+  _globals['_CONTAINERDRIVER']._serialized_end=680
+  _globals['_CONTAINERDNAMESPACE']._serialized_start=682
+  _globals['_CONTAINERDNAMESPACE']._serialized_end=746
   _globals['_CONTAINERDINSTANCE']._serialized_start=83
   _globals['_CONTAINERDINSTANCE']._serialized_end=192
   _globals['_DATA']._serialized_start=194
@@ -48,4 +48,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ERROR']._serialized_end=344
   _globals['_METADATA']._serialized_start=346
   _globals['_METADATA']._serialized_end=425
+  _globals['_NETIP']._serialized_start=427
+  _globals['_NETIP']._serialized_end=446
+  _globals['_NETIPPREFIX']._serialized_start=448
+  _globals['_NETIPPREFIX']._serialized_end=496
+  _globals['_PEMENCODEDCERTIFICATE']._serialized_start=498
+  _globals['_PEMENCODEDCERTIFICATE']._serialized_end=534
+  _globals['_PEMENCODEDCERTIFICATEANDKEY']._serialized_start=536
+  _globals['_PEMENCODEDCERTIFICATEANDKEY']._serialized_end=591
 # @@protoc_insertion_point(module_scope)
