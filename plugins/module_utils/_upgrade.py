@@ -166,7 +166,7 @@ async def upgrade_node(params, client, node, target, check_mode, kind=None):
     if params["rollback"]:
         moving = "rollback"  # to the previous installation, whatever its version: nothing to allow
     elif moving == "downgrade" and not params["allow_downgrade"]:
-        result.update(direction="downgrade", skipped=True)
+        result.update(direction="downgrade", newer_than_target=True)
         result["warnings"].append(
             f"Node {node or 'of the context'} runs {previous}, newer than the target {target}: left alone, "
             f"not downgraded (set allow_downgrade: true to downgrade it).")
