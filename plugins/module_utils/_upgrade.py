@@ -92,8 +92,8 @@ async def talos_upgrade(params, client, *, check_mode, diff, mask):  # pylint: d
     # every node's version is checked before anything is sent to any of them
     versions = {r.node: r.value for r in await client.fan_out(nodes, lambda node: node_version(client, node))
                 if r.ok}
-    refused = [msg for node in nodes if node in versions and (msg := path_refusal(params, node, versions[node],
-                                                                                   target))]
+    refused = [path_refusal(params, node, version, target) for node, version in versions.items()]
+    refused = [msg for msg in refused if msg]
     if refused:
         raise TalosError("Not upgrading: " + "; ".join(refused) + ".", code="InvalidOption",
                          hint="Nothing was sent to any node.")
@@ -253,6 +253,7 @@ class Steps:
         self.sent = None         # the call that changes the node whose answer did not come back
 
     async def send(self, name, call):
+        """Await ``call``, which changes the node; remember it when its answer is lost (it may have acted)."""
         try:
             return await call
         except TalosError as exc:
