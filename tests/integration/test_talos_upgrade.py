@@ -395,3 +395,17 @@ def test_timeouts_that_cannot_be_right_are_refused_before_anything_is_sent(tmp_p
     msg = run.result("upgrade", host)["msg"]
     assert option in msg and "positive number of seconds" in msg, msg
     assert sum(cluster.calls.values()) == 0, "refused before any call"
+
+
+def test_failure_after_the_leader_handed_over_etcd_leadership_is_changed(tmp_path, emulated_cluster):
+    cluster = emulated_cluster(control_planes=3, workers=0, reboot_seconds=0.3)
+    node = etcd_leader(cluster)
+    image = f"{INSTALLER}:v1.13.6"
+    cluster.fail_image_pull(image)
+    host, inventory = inventory_for(tmp_path, cluster, node)
+    run = run_playbook(tmp_path, play(image=image), inventory)
+    assert run.rc != 0
+    result = run.result("upgrade", host)
+    assert result["changed"] is True and "etcd leadership was handed to another member" in result["msg"], result
+    assert "ImageService/Pull" in result["msg"] and cluster.node(node).version == "1.13.5"
+    assert cluster.calls[(node, "/machine.MachineService/EtcdForfeitLeadership")] == 1
