@@ -79,3 +79,37 @@ SUPPORTED = ("1.11", "1.12", "1.13", "1.14")
 def supports(version, capability):
     """Whether a node running ``version`` (a tag or TalosVersion) has ``capability``."""
     return _coerce(version) >= CAPABILITIES[capability]
+
+
+def upgrade_path_problem(current: TalosVersion, target: TalosVersion) -> str | None:
+    """Why moving a node from ``current`` to ``target`` leaves Talos's supported upgrade path, or None.
+
+    Upstream ("Supported upgrade paths" in the Talos upgrade guide): the machine-configuration migration is
+    only tested between adjacent minor releases, so a node goes up one minor at a time, through the latest
+    patch of each minor in between; patch releases of one minor move freely, both ways. Nothing migrates a
+    configuration back, so a downgrade stays within its minor (rollback returns to the previous installation).
+    """
+    if (current.major, current.minor) == (target.major, target.minor):
+        return None
+    if target < current:
+        return (f"a downgrade from {current} to {target} crosses minor releases ({current.minor_version} -> "
+                f"{target.minor_version}), which Talos does not support: it migrates the machine configuration "
+                f"forward only. Downgrades stay within one minor release; to return to the installation the node "
+                f"ran before its last upgrade, use rollback")
+    if current.major != target.major:
+        return (f"an upgrade from {current} to {target} crosses major versions; Talos supports upgrades between "
+                f"adjacent minor releases only: follow the release notes of {target.major}.0")
+    if target.minor - current.minor == 1:
+        return None
+    steps = " -> ".join(f"{current.major}.{minor}" for minor in range(current.minor, target.minor + 1))
+    return (f"an upgrade from {current} to {target} skips minor releases; Talos supports upgrades between "
+            f"adjacent minor releases only, through the latest patch of each minor in between: {steps}")
+
+
+def direction(current: TalosVersion, target: TalosVersion) -> str:
+    """'upgrade', 'downgrade' or 'same' (the same version: only another schematic can make it a change)."""
+    if target > current:
+        return "upgrade"
+    if target < current:
+        return "downgrade"
+    return "same"

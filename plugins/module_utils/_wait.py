@@ -115,6 +115,11 @@ class RebootWatch:
     def events_seen(self):
         return len(self._event_ids)
 
+    @property
+    def went_down(self):
+        """Whether the node was seen going down, or answered with a new boot id: it did reboot."""
+        return self._went_down or self.boot_id_after not in (None, self.boot_id_before)
+
     # --- before the action ----------------------------------------------------------------------------
 
     @classmethod

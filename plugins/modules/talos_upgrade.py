@@ -21,7 +21,15 @@ description:
     is healthy again. O(force) skips these gates, with a warning.
   - With O(wait), the task follows the node through its reboot until it runs the target version, is running
     and ready, and has a new boot id. The node's own endpoint is tried last meanwhile.
-  - With O(nodes), control planes are upgraded one at a time and the other nodes concurrently.
+  - With O(nodes), control planes are upgraded one at a time and the other nodes concurrently; every node's
+    version is read and checked against the upgrade path first, and nothing is sent to any node when one of
+    them is refused.
+  - A node that runs a newer version than the target is left alone with a warning (RV(direction) C(downgrade),
+    RV(newer_than_target)) unless O(allow_downgrade) is set, in check mode too.
+  - Talos supports upgrades between adjacent minor releases only (its upgrade guide, "Supported upgrade paths"),
+    through the latest patch of each minor in between, for example 1.11 -> 1.12 -> 1.13; patch releases of one
+    minor move freely. A jump of more than one minor, a change of major version, or a downgrade across minors is
+    refused before anything is sent, with the supported path in the message, unless O(allow_unsupported_path).
 options:
   image:
     description:
@@ -72,8 +80,31 @@ options:
         nothing is sent when it already runs the version of O(image).
     type: bool
     default: false
+  allow_downgrade:
+    description:
+      - Downgrade a node that runs a newer version than the target. Without it such a node is left alone with a
+        warning and the task is unchanged for it.
+      - A downgrade stays within one minor release unless O(allow_unsupported_path); O(rollback) returns to the
+        previous installation instead, whatever its version.
+    type: bool
+    default: false
+  allow_unsupported_path:
+    description:
+      - Go ahead with a move that leaves Talos's supported upgrade path (more than one minor release up, another
+        major version, or a downgrade across minors). Not O(force), which is about the etcd gates only.
+    type: bool
+    default: false
 notes:
   - Needs the C(os:admin) role.
+  - O(wait_timeout) and O(health_timeout) must be positive numbers of seconds; anything else is refused before
+    anything is sent.
+  - Once a call that changes the node was sent and may have acted (etcd leadership handed over, the installer,
+    the Reboot, the legacy Upgrade, the Rollback), every later failure reports C(changed=true) and says what is
+    known, for example that the node rebooted onto the new version and the health check after it failed, or
+    that the node went down to reboot and did not come back within O(wait_timeout). A lost answer (Unavailable,
+    a deadline) counts as "may have acted"; an answer in which the node refused counts as nothing done. Pulling
+    the installer image only fills the node's image cache and is no change. Rerun the task after such a failure;
+    it reads the node's version first and goes on from there.
   - Run control planes one at a time (the C(talos.linux.rolling_upgrade) role does the ordering, batching and
     health gates for a whole cluster).
 extends_documentation_fragment:
@@ -109,6 +140,11 @@ EXAMPLES = r"""
         nodes: [10.0.0.11, 10.0.0.12, 10.0.0.13]
         image: factory.talos.dev/installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:v1.13.6
 
+- name: Downgrade a node that runs a newer patch release (left alone without allow_downgrade)
+  talos.linux.talos_upgrade:
+    image: ghcr.io/siderolabs/installer:v1.13.5
+    allow_downgrade: true
+
 - name: Go back to the previous version
   talos.linux.talos_upgrade:
     image: ghcr.io/siderolabs/installer:v1.13.5
@@ -125,6 +161,18 @@ path:
   returned: when the task targets one node
   type: str
   sample: lifecycle
+direction:
+  description:
+    - C(upgrade), C(downgrade), C(reinstall) (same version, another Image Factory schematic), C(rollback), or
+      C(none) when the node already runs the target.
+    - C(downgrade) with RV(changed) false means the node is newer than the target and was left alone.
+  returned: when the task targets one node
+  type: str
+  sample: upgrade
+newer_than_target:
+  description: The node runs a newer version than the target and was left alone (no O(allow_downgrade)).
+  returned: when the node was left alone for that reason
+  type: bool
 previous_version:
   description: The version the node ran before.
   returned: when the task targets one node
@@ -174,7 +222,9 @@ nodes:
   returned: when the task targets several nodes
   type: dict
 failed_nodes:
-  description: The nodes whose upgrade failed, with C(msg) and C(code); control planes after a failure are not touched.
+  description:
+    - The nodes whose upgrade failed, with C(msg), C(code) and C(changed) (true when a call that changes the node
+      was sent first; then C(current_version) too); control planes after a failure are not touched.
   returned: when the task targets several nodes
   type: dict
 nodes_from_context:

@@ -255,6 +255,16 @@ class EmulatedCluster:
         """LifecycleService.Upgrade with this installer image ends with a non-zero exit code."""
         self.runtime.faults.fail_upgrade(image, exit_code)
 
+    def fail_next_boot(self, address, outcome="stay_down"):
+        """The node's next reboot fails to boot: "stay_down" (it never comes back) or "roll_back" (it comes
+        back on the version it ran before, as Talos's bootloader does with an upgrade that does not boot)."""
+        self._node(address)
+        self.runtime.faults.fail_next_boot(address, outcome)
+
+    def lose_answer(self, rpc, node=None, count=1):
+        """The next `count` Upgrade/Reboot/Rollback calls act on the node, then answer Unavailable (lost)."""
+        self.runtime.faults.lose_answer(method_by_name(rpc), node, count)
+
     def clear_faults(self):
         """Remove every injected fault, etcd error, alarm and bootstrap hold (nodes taken down stay down)."""
         self.runtime.faults.clear()

@@ -39,6 +39,8 @@ def _commands(cluster):
         "alarm": lambda r: cluster.raise_alarm(r["node"], opt(r, "type", "NOSPACE")),
         "fail-pull": lambda r: cluster.fail_image_pull(r["image"], r.get("message")),
         "fail-upgrade": lambda r: cluster.fail_upgrade(r["image"], int(opt(r, "exit_code", 1))),
+        "fail-boot": lambda r: cluster.fail_next_boot(r["node"], opt(r, "outcome", "stay_down")),
+        "lose-answer": lambda r: cluster.lose_answer(r["rpc"], node=r.get("node"), count=int(opt(r, "count", 1))),
         "apply-delay": lambda r: cluster.set_apply_delay(float(r["seconds"])),
         "clear": lambda r: cluster.clear_faults(),
     }

@@ -1,4 +1,5 @@
-"""Injected faults: failing calls, latency, broken or stalled streams, failing image pulls and upgrades.
+"""Injected faults: failing calls, latency, broken or stalled streams, lost answers, failing image pulls,
+upgrades and boots.
 
 Tests change faults from their own thread while the emulator's event loop reads them, so every
 access goes through one lock. Rules match on the full RPC path and, optionally, one node address.
@@ -38,6 +39,10 @@ class StreamInterruptRule:
     stall: float = 0.0       # > 0: pause the stream this many seconds there instead, then go on
 
 
+# What a failed boot does: the node stays off (a hung boot), or the bootloader boots the previous version.
+BOOT_FAILURES = ("stay_down", "roll_back")
+
+
 def _matches(rule, address, path):
     return (rule.path is None or rule.path == path) and (rule.node is None or rule.node == address)
 
@@ -54,6 +59,38 @@ class FaultInjector:
             self._interrupts = []
             self.image_pull_failures = {}     # image ref -> message
             self.upgrade_failures = {}        # image ref -> installer exit code
+            self.boot_failures = {}           # address -> BOOT_FAILURES outcome of its next reboot
+            self._lost_answers = []
+
+    def fail_next_boot(self, address, outcome="stay_down"):
+        """The node's next reboot does not bring up the new boot: it stays off, or the bootloader rolls back."""
+        if outcome not in BOOT_FAILURES:
+            raise ValueError(f"outcome must be one of {', '.join(BOOT_FAILURES)}, not {outcome!r}")
+        with self._lock:
+            self.boot_failures[address] = outcome
+
+    def take_boot_failure(self, address):
+        with self._lock:
+            return self.boot_failures.pop(address, None)
+
+    def lose_answer(self, path, node=None, count=1):
+        """The next `count` calls of `path` act on the node, then their answer is lost (apid: backend EOF)."""
+        with self._lock:
+            self._lost_answers.append(FailRule(path, Status.UNAVAILABLE, "error reading from server: EOF", count,
+                                               node))
+
+    def take_lost_answer(self, address, path):
+        """The rule whose answer to this call is lost (consuming one count), or None."""
+        if not self._lost_answers:
+            return None
+        with self._lock:
+            for rule in self._lost_answers:
+                if _matches(rule, address, path):
+                    rule.remaining -= 1
+                    if rule.remaining == 0:
+                        self._lost_answers.remove(rule)
+                    return rule
+        return None
 
     @property
     def active(self):
@@ -126,4 +163,6 @@ class FaultInjector:
                                            node=r.node, stall=r.stall) for r in self._interrupts],
                 "image_pull_failures": dict(self.image_pull_failures),
                 "upgrade_failures": dict(self.upgrade_failures),
+                "boot_failures": dict(self.boot_failures),
+                "lost_answers": [dict(rpc=r.path, remaining=r.remaining, node=r.node) for r in self._lost_answers],
             }

@@ -105,6 +105,17 @@ def run_in_background(node, coroutine):
     return task
 
 
+async def boot_after_reboot(node, downtime):
+    """Power on after a reboot, unless a boot failure was injected: the node stays off, or the bootloader
+    falls back to the previous installation (Talos's A/B boot: an upgrade that does not boot is rolled back)."""
+    failure = node.cluster.faults.take_boot_failure(node.address)
+    if failure == "stay_down":
+        return
+    if failure == "roll_back":
+        node.pending_version = None
+    await power_on(node, downtime)
+
+
 async def reboot(node, actor_id="", sequence="reboot", downtime=None, stage="rebooting"):
     cluster = node.cluster
     downtime = cluster.reboot_seconds if downtime is None else downtime
@@ -113,7 +124,7 @@ async def reboot(node, actor_id="", sequence="reboot", downtime=None, stage="reb
     phase(node, "cleanup", actor_id)
     await asyncio.sleep(GOING_DOWN_DELAY)
     await power_off(node, stage)
-    await power_on(node, downtime)
+    await boot_after_reboot(node, downtime)
 
 
 async def upgrade_and_reboot(node, version, actor_id):
@@ -126,7 +137,7 @@ async def upgrade_and_reboot(node, version, actor_id):
         node.pending_version = version
     await asyncio.sleep(GOING_DOWN_DELAY)
     await power_off(node, "rebooting")
-    await power_on(node, node.cluster.reboot_seconds)
+    await boot_after_reboot(node, node.cluster.reboot_seconds)
 
 
 async def shutdown(node, actor_id):

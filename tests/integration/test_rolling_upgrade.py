@@ -274,7 +274,7 @@ def test_a_failed_batch_runs_the_post_hooks_of_its_nodes_that_were_upgraded(tmp_
     assert cluster.node(ok).version == NEW and cluster.node(failing).version == OLD
     names = {a: f"{cluster.node(a).hostname} {a}" for a in cluster.addresses}
     assert hook_log()[2:] == [f"pre {names[ok]}", f"pre {names[failing]}", f"post {names[ok]}"]
-    assert f"{cluster.node(ok).hostname} did reach it" in role_result(run, "Stop the rolling upgrade")["msg"]
+    assert f"{cluster.node(ok).hostname} runs Talos {NEW} now" in role_result(run, "Stop the rolling upgrade")["msg"]
     assert healthy(cluster)
 
 
@@ -337,3 +337,79 @@ def test_the_argument_spec_renders_with_ansible_doc(tmp_path):
     defaults = yaml.safe_load((ROOT / "roles" / "rolling_upgrade" / "defaults" / "main.yml").read_text())
     assert set(options) == set(defaults) | {"talos_upgrade_image"}, "every variable documented, no other"
     assert all(options[name].get("default") == value for name, value in defaults.items()), "same defaults"
+
+
+# --- issue 10, points 5 and 6: what a failed step did, no silent downgrade, supported paths only --------------
+
+def test_a_health_check_failing_after_the_reboot_says_the_node_runs_the_new_version(tmp_path, emulated_cluster):
+    # the control plane already runs the target: the first step is the first worker
+    cluster = emulated_cluster(control_planes=1, workers=2, talos_version=OLD, reboot_seconds=0.3,
+                               node_versions={0: NEW})
+    inventory = grouped_inventory(tmp_path, cluster)
+    first, second = cluster.workers
+    cluster.fail("ClusterService/HealthCheck", code=Status.UNKNOWN, count=-1,
+                 message="waiting for all k8s nodes to report ready: context deadline exceeded")
+    run = run_playbook(tmp_path, role_play(talos_upgrade_health_timeout=2), inventory)
+    assert run.rc != 0
+    failed = run.result(f"talos.linux.rolling_upgrade : Upgrade worker {cluster.node(first).hostname} ({first}) "
+                        f"to Talos {NEW}", "localhost")
+    assert failed["changed"] is True and "the health check after it failed" in failed["msg"], failed
+    stop = role_result(run, "Stop the rolling upgrade")["msg"]
+    assert f"{cluster.node(first).hostname} runs Talos {NEW} now" in stop, stop
+    assert cluster.node(first).version == NEW and cluster.node(second).version == OLD
+    assert upgrade_calls(cluster, [second]) == {second: 0}
+
+    cluster.clear_faults()
+    cluster.reset_calls()
+    again = run_playbook(tmp_path, role_play(), inventory)
+    assert again.rc == 0, again.output
+    assert upgrade_calls(cluster, [first]) == {first: 0}, "the rerun leaves the upgraded node alone"
+    assert cluster.node(second).version == NEW
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_a_node_newer_than_the_target_is_left_alone_with_a_warning(tmp_path, emulated_cluster, check):
+    cluster = emulated_cluster(control_planes=1, workers=2, talos_version=OLD, reboot_seconds=0.3,
+                               node_versions={2: "1.13.7"})
+    newer = cluster.workers[1]
+    run = run_playbook(tmp_path, role_play(), grouped_inventory(tmp_path, cluster), *(["--check"] if check else []))
+    assert run.rc == 0, run.output
+    assert upgrade_calls(cluster, [newer]) == {newer: 0} and cluster.node(newer).version == "1.13.7"
+    name = cluster.node(newer).hostname
+    plan = role_result(run, "Show the plan")["msg"]
+    assert f"Newer than the target, left alone (set talos_upgrade_allow_downgrade: true to downgrade them): " \
+           f"{name} (1.13.7)" in plan, plan
+    assert name not in " ".join(line for line in plan if line.startswith(("Control planes", "Workers")))
+    summary = role_result(run, "Summary")["msg"]
+    assert f"Left alone, newer than Talos {NEW}: {name}." in summary and "owngrade" not in summary, summary
+    assert "newer than the target" in run.output
+
+
+def test_allow_downgrade_calls_it_a_downgrade(tmp_path, emulated_cluster):
+    cluster = emulated_cluster(control_planes=1, workers=2, talos_version=OLD, reboot_seconds=0.3,
+                               node_versions={2: "1.13.7"})
+    newer = cluster.workers[1]
+    name = cluster.node(newer).hostname
+    run = run_playbook(tmp_path, role_play(talos_upgrade_allow_downgrade=True), grouped_inventory(tmp_path, cluster))
+    assert run.rc == 0, run.output
+    assert all(cluster.node(a).version == NEW for a in cluster.addresses)
+    assert f"{name} (1.13.7, downgrade)" in role_result(run, "Show the plan")["msg"][2]
+    assert task_banners(run, "Downgrade worker ") == [f"Downgrade worker {name} ({newer}) to Talos {NEW}"]
+    summary = role_result(run, "Summary")["msg"]
+    assert f"Downgraded to Talos {NEW}: {name}." in summary and f"Upgraded to Talos {NEW}:" in summary
+    assert name not in summary.split("Downgraded")[0], summary
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_an_unsupported_upgrade_path_stops_the_role_before_anything_is_sent(tmp_path, emulated_cluster, check):
+    cluster = emulated_cluster(control_planes=1, workers=2, talos_version=OLD, reboot_seconds=0.3,
+                               node_versions={2: "1.11.3"})
+    run = run_playbook(tmp_path, role_play(), grouped_inventory(tmp_path, cluster), *(["--check"] if check else []))
+    assert run.rc != 0
+    msg = role_result(run, "Ask talos_upgrade what each node needs (check mode, nothing is sent)")["msg"]
+    assert cluster.workers[1] in msg and "1.11 -> 1.12 -> 1.13" in msg, msg
+    assert sum(upgrade_calls(cluster).values()) == 0
+
+    allowed = run_playbook(tmp_path, role_play(talos_upgrade_allow_unsupported_path=True),
+                           grouped_inventory(tmp_path, cluster), *(["--check"] if check else []))
+    assert allowed.rc == 0, allowed.output

@@ -2,7 +2,8 @@
 
 import pytest
 
-from ansible_collections.talos.linux.plugins.module_utils._version import TalosVersion, supports
+from ansible_collections.talos.linux.plugins.module_utils._version import (
+    TalosVersion, direction, supports, upgrade_path_problem)
 
 
 @pytest.mark.parametrize("tag,parts", [
@@ -40,3 +41,30 @@ def test_ordering_follows_semver():
 ])
 def test_capabilities(tag, capability, expected):
     assert supports(tag, capability) is expected
+
+
+@pytest.mark.parametrize("current,target", [
+    ("v1.12.4", "v1.13.6"), ("v1.13.5", "v1.13.6"), ("v1.13.6", "v1.13.5"), ("v1.13.0-alpha.3", "v1.13.0"),
+    ("v1.11.9", "v1.12.0-beta.1"), ("v1.13.6", "v1.13.6"),
+])
+def test_supported_paths(current, target):
+    assert upgrade_path_problem(TalosVersion.parse(current), TalosVersion.parse(target)) is None
+
+
+@pytest.mark.parametrize("current,target,words", [
+    ("v1.11.3", "v1.13.6", ["skips minor releases", "1.11 -> 1.12 -> 1.13"]),
+    ("v1.11.3", "v1.14.0", ["1.11 -> 1.12 -> 1.13 -> 1.14"]),
+    ("v1.13.5", "v1.12.4", ["downgrade", "crosses minor releases", "1.13 -> 1.12", "rollback"]),
+    ("v1.14.1", "v2.0.0", ["major versions"]),
+])
+def test_unsupported_paths_say_the_supported_one(current, target, words):
+    problem = upgrade_path_problem(TalosVersion.parse(current), TalosVersion.parse(target))
+    assert problem is not None and all(word in problem for word in words), problem
+
+
+@pytest.mark.parametrize("current,target,expected", [
+    ("v1.13.5", "v1.13.6", "upgrade"), ("v1.13.7", "v1.13.6", "downgrade"), ("v1.13.6", "v1.13.6", "same"),
+    ("v1.13.0", "v1.13.0-rc.1", "downgrade"),
+])
+def test_direction(current, target, expected):
+    assert direction(TalosVersion.parse(current), TalosVersion.parse(target)) == expected

@@ -18,10 +18,18 @@ _LAYER = image_pb2.ImageServicePullLayerProgress
 PROGRESS_PAUSE = 0.005           # between streamed progress messages
 
 
+def answer_lost(call):
+    """An injected lost answer: the node already acted, then the connection dropped before the reply."""
+    rule = call.cluster.faults.take_lost_answer(call.node.address, call.method.path)
+    if rule is not None:
+        fail(rule.code, rule.message)
+
+
 @rpc(M, "Reboot")
 async def reboot(call, request):
     actor_id = sequences.new_actor_id()
     sequences.run_in_background(call.node, sequences.reboot(call.node, actor_id))
+    answer_lost(call)
     return machine_pb2.RebootResponse(messages=[machine_pb2.Reboot(actor_id=actor_id)])
 
 
@@ -75,6 +83,7 @@ async def rollback(call, request):
         fail(Status.UNKNOWN, 'cannot rollback to "", label does not exist')
     node.pending_version = node.previous_version
     sequences.run_in_background(node, sequences.reboot(node, sequences.new_actor_id()))
+    answer_lost(call)
     return machine_pb2.RollbackResponse(messages=[machine_pb2.Rollback()])
 
 
@@ -98,6 +107,7 @@ async def legacy_upgrade(call, request):
     actor_id = sequences.new_actor_id()
     target = version_from_image(request.image)
     sequences.run_in_background(node, sequences.upgrade_and_reboot(node, target, actor_id))
+    answer_lost(call)
     return machine_pb2.UpgradeResponse(messages=[machine_pb2.Upgrade(ack="Upgrade request received",
                                                                      actor_id=actor_id)])
 
