@@ -125,7 +125,7 @@ def _fill(message, spec):
             continue   # Go's zero value: nothing on the wire
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             getattr(message, field.name).update(value)
-        elif field.label == _FD.LABEL_REPEATED:
+        elif _repeated(field):
             items = getattr(message, field.name)
             for item in value:
                 if field.message_type is not None:
@@ -136,3 +136,9 @@ def _fill(message, spec):
             _set_message(getattr(message, field.name), value)
         else:
             setattr(message, field.name, _scalar(message, field, value))
+
+
+def _repeated(field):
+    # protobuf 7 dropped FieldDescriptor.label for is_repeated; 5.29 has only label
+    repeated = getattr(field, "is_repeated", None)
+    return repeated if repeated is not None else field.label == _FD.LABEL_REPEATED

@@ -145,8 +145,8 @@ def test_mode_is_applied_and_a_readable_plain_file_is_warned_about(tmp_path, out
 
 @pytest.mark.parametrize("mode", ["0777", "0644", "0660", "0200"])
 @pytest.mark.parametrize("passphrase", [None, PASSPHRASE], ids=["plain", "encrypted"])
-def test_a_mode_that_exposes_the_snapshot_is_refused_before_anything_is_sent(tmp_path, out, cluster, mode,
-                                                                            passphrase):
+def test_a_mode_that_exposes_the_snapshot_is_refused_before_anything_is_sent(
+        tmp_path, out, cluster, mode, passphrase):
     address, host, inventory = one_node(tmp_path, cluster)
     args = {"dest": str(out / "etcd.db"), "mode": mode, **({"passphrase": passphrase} if passphrase else {})}
     for flags in (["--check"], []):

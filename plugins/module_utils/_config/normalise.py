@@ -6,9 +6,10 @@
 Comments, key order, document order and YAML style do not count; values count as the YAML dialect types them
 (``mtu: 1500`` and ``mtu: "1500"`` differ). Nothing is added or dropped: an empty mapping stays an empty
 mapping. What Talos changes when it loads a configuration is applied first (inline manifests are trimmed), so
-a node that holds the loaded form compares equal to the text it came from. The text is one compact JSON line per document, keys sorted, documents in canonical order (v1alpha1
-first, then by kind and name): the C JSON encoder writes it over ten times faster than a YAML emitter, so
-comparing costs little more than the one YAML parse of the node's config.
+a node that holds the loaded form compares equal to the text it came from. The text is one compact JSON line
+per document, keys sorted, documents in canonical order (v1alpha1 first, then by kind and name): the C JSON
+encoder writes it over ten times faster than a YAML emitter, so comparing costs little more than the one YAML
+parse of the node's config.
 """
 
 from __future__ import annotations
