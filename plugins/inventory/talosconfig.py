@@ -290,8 +290,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             try:
                 results = await asyncio.gather(*(discover_one(client) for client in clients.values()))
             finally:
-                for client in clients.values():
-                    client.close()
+                await asyncio.gather(*(client.aclose() for client in clients.values()))
             return dict(zip(clients, results))
 
         return asyncio.run(discover_all())

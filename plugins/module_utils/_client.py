@@ -188,11 +188,16 @@ class _Channel(Channel):
 
     lost_reason = None
     answered = False
+    transport = None  # the connection's transport while its socket is open
 
     def _protocol_factory(self):
         protocol = super()._protocol_factory()
         self.lost_reason, self.answered = None, False
-        on_data, on_lost = protocol.data_received, protocol.connection_lost
+        on_made, on_data, on_lost = protocol.connection_made, protocol.data_received, protocol.connection_lost
+
+        def connection_made(transport):
+            self.transport = transport
+            on_made(transport)
 
         def first_data(data):
             self.answered = True
@@ -200,10 +205,11 @@ class _Channel(Channel):
             on_data(data)
 
         def connection_lost(exc):
-            self.lost_reason = exc
+            self.lost_reason, self.transport = exc, None
             on_lost(exc)
 
-        protocol.data_received, protocol.connection_lost = first_data, connection_lost
+        protocol.connection_made, protocol.data_received = connection_made, first_data
+        protocol.connection_lost = connection_lost
         return protocol
 
     @property
@@ -252,7 +258,7 @@ class TalosClient:
             try:
                 return await operation(self)
             finally:
-                self.close()
+                await self.aclose()
         return asyncio.run(main())
 
     def close(self):
@@ -260,11 +266,29 @@ class TalosClient:
             channel.close()
         self._channels.clear()
 
+    async def aclose(self, grace=0.1):
+        """Close the channels and see their sockets closed before the loop ends.
+
+        A TLS close waits for the node's close_notify; a loop that ends first leaves the socket open, and the
+        inventory's process would hand it to every forked worker. What is still open after ``grace`` seconds
+        is aborted.
+        """
+        channels = [channel for channel in self._channels.values() if channel.transport is not None]
+        self.close()
+        deadline = time.monotonic() + grace
+        while any(channel.transport is not None for channel in channels) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        for channel in channels:
+            if channel.transport is not None:
+                channel.transport.abort()
+        if channels:
+            await asyncio.sleep(0)  # the abort closes the socket in the loop's next round
+
     async def __aenter__(self):
         return self
 
     async def __aexit__(self, *exc):
-        self.close()
+        await self.aclose()
 
     def _channel(self, endpoint):
         channel = self._channels.get(endpoint)
