@@ -13,9 +13,9 @@ diffs locally: a dry-run apply would cancel a pending try rollback on the node (
 from __future__ import annotations
 
 import datetime
-import math
 
 from ._errors import TalosError
+from ._task import positive_seconds
 from ._version import supports
 
 OPTIONS = {
@@ -219,7 +219,7 @@ def check_options(params) -> None:
                               "under patches:.")
     for option in ("try_timeout", "wait_timeout"):
         value = params.get(option)
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        if positive_seconds(value):
             raise TalosError(f"{option} must be a number of seconds greater than 0, not {value!r}.",
                              code="InvalidOption", hint=f"Set {option} to a positive number, or leave it out.")
 

@@ -13,11 +13,11 @@ only when it runs the target version and, for a control plane, its etcd member i
 
 from __future__ import annotations
 
-import math
 import re
 import time
 
 from ._errors import TalosError
+from ._task import positive_seconds
 from ._version import TalosVersion, direction, supports, upgrade_path_problem
 
 OPTIONS = {
@@ -69,7 +69,7 @@ def check_options(params):
     """Refuse option values that cannot be right, before anything is sent."""
     for name in POSITIVE_SECONDS:
         value = params.get(name)
-        if value is not None and not (math.isfinite(value) and value > 0):
+        if positive_seconds(value):
             raise TalosError(f"{name} is {value!r}; it must be a positive number of seconds, such as "
                              f"{OPTIONS[name]['default']:g}.", code="InvalidOption")
 
